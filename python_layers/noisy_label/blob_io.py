@@ -1,0 +1,49 @@
+"""BlobProto files (`.binaryproto`): mean files and the matrix C.
+
+Writes go to a temporary name in the same directory and are renamed when whole.
+"""
+import os
+import tempfile
+
+import numpy as np
+
+
+def atomic_write_bytes(path, data):
+    """Write bytes to `path` via a temporary file in the same directory, then rename."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_blobproto(path, array):
+    """Save a float array as a BlobProto with its shape (BVLC's `shape` field)."""
+    from caffe.proto import caffe_pb2
+    array = np.asarray(array, dtype=np.float32)
+    blob = caffe_pb2.BlobProto()
+    blob.shape.dim.extend(array.shape)
+    blob.data.extend(array.ravel().tolist())
+    atomic_write_bytes(path, blob.SerializeToString())
+
+
+def read_blobproto(path):
+    """Load a BlobProto as a float32 array, shaped by `shape` or the legacy num/channels/height/width."""
+    from caffe.proto import caffe_pb2
+    blob = caffe_pb2.BlobProto()
+    with open(path, "rb") as f:
+        blob.ParseFromString(f.read())
+    if blob.HasField("shape"):
+        shape = tuple(blob.shape.dim)
+    else:
+        shape = (blob.num, blob.channels, blob.height, blob.width)
+    data = np.asarray(blob.data, dtype=np.float32)
+    if data.size != int(np.prod(shape)):
+        raise ValueError("%s: BlobProto holds %d values but its shape %s needs %d"
+                         % (path, data.size, shape, int(np.prod(shape))))
+    return data.reshape(shape)

@@ -1,0 +1,80 @@
+"""Stock BVLC Caffe from the project's build: pycaffe, the caffe CLI and Python layers."""
+import os
+import shutil
+
+import numpy as np
+
+from conftest import REPO, caffe_tool, run_caffe, train_losses
+from noisy_label import smoke
+
+
+def write_net(tmp_path, digits_lmdbs, **kwargs):
+    for name, path in digits_lmdbs.items():
+        os.symlink(path, str(tmp_path / name))
+    return smoke.write_smoke_net(str(tmp_path), **kwargs)
+
+
+def test_pycaffe_comes_from_the_project_build():
+    import caffe
+    prefix = open(os.path.join(REPO, ".venv", "caffe-prefix")).read().strip()
+    assert os.path.realpath(caffe.__file__).startswith(os.path.realpath(prefix))
+    assert hasattr(caffe, "Layer") and hasattr(caffe, "SGDSolver")
+    for tool in ("caffe", "convert_imageset", "compute_image_mean"):
+        assert caffe_tool(tool).startswith(os.path.join(REPO, ".venv", "bin"))
+
+
+def test_caffe_train_cli_runs_a_python_layer(tmp_path, digits_lmdbs):
+    solver = write_net(tmp_path, digits_lmdbs, iters=200)
+    log = run_caffe(["train", "-solver", solver]).stdout
+    losses = train_losses(log)
+    assert len(losses) >= 5, log[-2000:]
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert "Optimization Done" in log
+
+
+def test_caffe_cli_loads_layers_from_the_users_pythonpath(tmp_path, digits_lmdbs):
+    user_dir = tmp_path / "mine"
+    user_dir.mkdir()
+    (user_dir / "my_layers.py").write_text(
+        "from noisy_label.example_layers import Scale  # the user's own module\n")
+    solver = write_net(tmp_path, digits_lmdbs, iters=20, module="my_layers")
+    env = dict(os.environ, PYTHONPATH=str(user_dir))
+    log = run_caffe(["train", "-solver", solver], env=env).stdout
+    assert "Optimization Done" in log
+
+
+def test_sgdsolver_trains_the_python_layer_parameter(tmp_path, digits_lmdbs):
+    import caffe
+    caffe.set_mode_cpu()
+    solver = caffe.SGDSolver(write_net(tmp_path, digits_lmdbs, iters=200))
+    assert np.all(solver.net.params["scale1"][0].data == 1.0)
+    solver.step(1)
+    first = float(solver.net.blobs["loss"].data)
+    solver.step(150)
+    assert float(solver.net.blobs["loss"].data) < 0.5 * first
+    assert not np.allclose(solver.net.params["scale1"][0].data, 1.0)
+
+
+def test_snapshot_restores_the_python_layer_blob(tmp_path, digits_lmdbs):
+    import caffe
+    caffe.set_mode_cpu()
+    solver_file = write_net(tmp_path, digits_lmdbs, iters=200)
+    solver = caffe.SGDSolver(solver_file)
+    solver.step(60)
+    solver.snapshot()
+    saved = solver.net.params["scale1"][0].data.copy()
+    solver.step(20)
+    assert not np.allclose(solver.net.params["scale1"][0].data, saved)
+    prefix = str(tmp_path / "smoke_iter_60")
+
+    resumed = caffe.SGDSolver(solver_file)
+    resumed.restore(prefix + ".solverstate")
+    assert resumed.iter == 60
+    np.testing.assert_array_equal(resumed.net.params["scale1"][0].data, saved)
+
+    net = caffe.Net(str(tmp_path / "net.prototxt"), prefix + ".caffemodel", caffe.TEST)
+    np.testing.assert_array_equal(net.params["scale1"][0].data, saved)
+
+    # The CLI resumes from the same solverstate and carries on to max_iter.
+    log = run_caffe(["train", "-solver", solver_file, "-snapshot", prefix + ".solverstate"]).stdout
+    assert "Resuming from" in log and "Optimization Done" in log
