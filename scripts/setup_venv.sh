@@ -22,10 +22,12 @@ if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.stamp" 2>/dev/null)" = "$stamp"
   exit 0
 fi
 
+# A venv cannot be renamed once made (its scripts name their path), so it is made in
+# place; the stamp, written last, is what marks it complete.
+rm -f "$venv/.stamp"
 if [ ! -x "$venv/bin/python" ]; then
   echo "setup_venv: creating $venv" >&2
-  /usr/bin/python3 -m venv "$venv.tmp.$$"
-  mv "$venv.tmp.$$" "$venv"
+  /usr/bin/python3 -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install -q --upgrade pip >&2
 "$venv/bin/python" -m pip install -q -r "$here/requirements.txt" >&2
