@@ -4,6 +4,8 @@
 #   make test                    the test suite, with the real Caffe
 #   make caffe [CUDA=1] [CAFFE_SRC=dir]   build stock BVLC Caffe into ~/.cache/noisy-label-caffe
 #   make venv                    .venv with pinned deps, pycaffe and the `caffe` launcher
+#   make docker | docker-cpu     the CUDA / CPU image (docker/); DOCKER=podman|buildah,
+#                                DOCKER_FLAGS='--build-arg BASE_IMAGE=...' pass through
 #
 # EXP=dir moves the experiment root (datasets, db, snapshots, logs); default exp/.
 
@@ -15,7 +17,7 @@ export EXP
 VENV := .venv
 IN_VENV := source $(VENV)/bin/activate &&
 
-.PHONY: help caffe venv test demo bench clean
+.PHONY: help caffe venv test demo bench clean docker docker-cpu
 
 help:
 	@sed -n '1,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
@@ -34,3 +36,12 @@ demo: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+DOCKER ?= docker
+IMAGE ?= noisy-label
+
+docker:
+	$(DOCKER) build $(DOCKER_FLAGS) -f docker/Dockerfile -t $(IMAGE):cuda .
+
+docker-cpu:
+	$(DOCKER) build $(DOCKER_FLAGS) -f docker/Dockerfile.cpu -t $(IMAGE):cpu .

@@ -8,6 +8,8 @@
 # Environment:
 #   CAFFE_SRC=<dir>   build this BVLC checkout instead of the Debian source package
 #   CUDA=1|0          force a CUDA / CPU_ONLY build (default: CUDA when nvcc and a GPU are present)
+#   CUDA_ARCH_BIN="60 70 80 90"  GPU architectures of a CUDA build (default: the GPUs present);
+#                     needed where no GPU is visible at build time, e.g. docker build
 #   CAFFE_CACHE=<dir> cache root (default ${XDG_CACHE_HOME:-~/.cache}/noisy-label-caffe)
 #   JOBS=<n>          parallel compile jobs (default: nproc)
 #
@@ -18,6 +20,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 patch_dir="$here/patches/caffe"
+# Patches for CUDA builds only (cuDNN >= 8), kept apart so that CPU builds keep their key.
+cuda_patch_dir="$here/patches/caffe-cuda"
 cache_root=${CAFFE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/noisy-label-caffe}
 jobs=${JOBS:-$(nproc)}
 
@@ -72,6 +76,10 @@ cmake_flags() {
   )
   if use_cuda; then
     flags+=(-DCPU_ONLY=OFF)
+    # Caffe's fallback list when it sees no GPU has architectures that CUDA 12 dropped.
+    if [ -n "${CUDA_ARCH_BIN:-}" ]; then
+      flags+=(-DCUDA_ARCH_NAME=Manual "-DCUDA_ARCH_BIN=$CUDA_ARCH_BIN" "-DCUDA_ARCH_PTX=${CUDA_ARCH_BIN##* }")
+    fi
     if cudnn_found; then flags+=(-DUSE_CUDNN=ON); else flags+=(-DUSE_CUDNN=OFF); fi
   else
     flags+=(-DCPU_ONLY=ON -DUSE_CUDNN=OFF)
@@ -92,6 +100,12 @@ source_id() {
   fi
 }
 
+# Our patches, in the order they are applied.
+patch_files() {
+  printf '%s\n' "$patch_dir"/*.patch
+  if use_cuda; then printf '%s\n' "$cuda_patch_dir"/*.patch; fi
+}
+
 # pycaffe is compiled against the venv's NumPy (numpy 2 headers give a module that
 # also runs under numpy 1.x; numpy 1 headers would not run under numpy 2).
 numpy_pin() { grep -E '^numpy==' "$here/requirements.txt" || die "requirements.txt pins no numpy"; }
@@ -102,7 +116,7 @@ cache_key() {
     numpy_pin
     source_id
     cmake_flags
-    cat "$patch_dir"/*.patch
+    patch_files | xargs -d '\n' cat
   } | sha256sum | cut -c1-16
 }
 
@@ -198,8 +212,9 @@ get_source() {
 
 # Our patches: each applied once; one already present (e.g. in a newer checkout) is skipped.
 apply_patches() {
-  local src=$1 p
-  for p in "$patch_dir"/*.patch; do
+  local src=$1 p patches
+  mapfile -t patches < <(patch_files)
+  for p in "${patches[@]}"; do
     if patch -d "$src" -p1 -s -f --dry-run < "$p" >/dev/null 2>&1; then
       patch -d "$src" -p1 -s < "$p"
       say "applied $(basename "$p")"
