@@ -4,6 +4,7 @@
 #   make test                    the test suite, with the real Caffe
 #   make caffe [CUDA=1] [CAFFE_SRC=dir]   build stock BVLC Caffe into ~/.cache/noisy-label-caffe
 #   make venv                    .venv with pinned deps, pycaffe and the `caffe` launcher
+#   make lmdb DATASET=digits|cifar10|clothing1M   LMDBs, mean file, matrix C in $EXP/db/<dataset>
 #   make docker | docker-cpu     the CUDA / CPU image (docker/); DOCKER=podman|buildah,
 #                                DOCKER_FLAGS='--build-arg BASE_IMAGE=...' pass through
 #
@@ -17,7 +18,7 @@ export EXP
 VENV := .venv
 IN_VENV := source $(VENV)/bin/activate &&
 
-.PHONY: help caffe venv test demo bench clean docker docker-cpu
+.PHONY: help caffe venv test demo bench clean docker docker-cpu lmdb
 
 help:
 	@sed -n '1,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
@@ -33,6 +34,15 @@ test: venv
 
 demo: venv
 	$(IN_VENV) python -m noisy_label.smoke
+
+# make lmdb DATASET=cifar10|clothing1M|digits [DATA_ROOT=dir] [SEED=n] [FORCE=1] [NOISE_LEVEL=0.5]
+#   [NUM_CLEAN=n] [RESIZE=256] [UPSAMPLE=1.0] [ENCODED=1] [SKIP_BAD=1]: LMDBs, mean, C in $(EXP)/db/
+lmdb: venv
+	$(IN_VENV) python tools/make_lmdb.py $(DATASET) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) \
+		$(if $(SEED),--seed $(SEED)) $(if $(FORCE),--force) \
+		$(if $(NOISE_LEVEL),--noise-level $(NOISE_LEVEL)) $(if $(NUM_CLEAN),--num-clean $(NUM_CLEAN)) \
+		$(if $(RESIZE),--resize $(RESIZE)) $(if $(UPSAMPLE),--upsample $(UPSAMPLE)) \
+		$(if $(ENCODED),--encoded) $(if $(SKIP_BAD),--skip-bad)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

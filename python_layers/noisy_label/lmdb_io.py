@@ -13,6 +13,7 @@ import numpy as np
 from caffe.proto import caffe_pb2
 
 INITIAL_MAP_SIZE = 1 << 26  # 64 MiB; grown by doubling as needed
+COMMIT_BYTES = 1 << 25       # commit at least every 32 MiB of records
 
 
 def image_datum(image, label):
@@ -25,7 +26,26 @@ def image_datum(image, label):
     datum.channels, datum.height, datum.width = image.shape
     datum.data = image.tobytes()
     datum.label = int(label)
+    datum.encoded = False  # set explicitly, as convert_imageset's CVMatToDatum does
     return datum
+
+
+def encoded_datum(data, label):
+    """Datum of an encoded (JPEG/PNG) image, as convert_imageset -encoded writes it."""
+    datum = caffe_pb2.Datum()
+    datum.data = bytes(data)
+    datum.label = int(label)
+    datum.encoded = True
+    return datum
+
+
+def image_key(index, path):
+    """convert_imageset's key: the record number, then the image's path."""
+    return "%08d_%s" % (index, path)
+
+
+def label_key(index):
+    return "%08d" % index
 
 
 def label_datum(value):
@@ -47,9 +67,12 @@ class LmdbWriter(object):
         self.tmp_path = self.path + ".tmp"
         shutil.rmtree(self.tmp_path, ignore_errors=True)
         self.map_size = INITIAL_MAP_SIZE
-        self.env = lmdb.open(self.tmp_path, map_size=self.map_size, subdir=True)
+        # No fsync per transaction: the database only counts once close() syncs and renames it.
+        self.env = lmdb.open(self.tmp_path, map_size=self.map_size, subdir=True, sync=False,
+                             writemap=True)
         self.commit_every = commit_every
         self.pending = []
+        self.pending_bytes = 0
         self.count = 0
 
     def put(self, key, datum):
@@ -58,10 +81,19 @@ class LmdbWriter(object):
             key = key.encode("utf-8")
         value = datum if isinstance(datum, bytes) else datum.SerializeToString()
         self.pending.append((key, value))
-        if len(self.pending) >= self.commit_every:
+        self.pending_bytes += len(key) + len(value)
+        if len(self.pending) >= self.commit_every or self.pending_bytes >= COMMIT_BYTES:
             self._flush()
 
+    def _grow(self, size):
+        self.map_size = size
+        self.env.set_mapsize(size)
+
     def _flush(self):
+        used = (self.env.info()["last_pgno"] + 1) * self.env.stat()["psize"]
+        if used + 2 * self.pending_bytes > self.map_size:
+            # Grow before the batch (2x its bytes covers LMDB's page overhead), not after it fails.
+            self._grow(max(2 * self.map_size, used + 2 * self.pending_bytes))
         while True:
             try:
                 with self.env.begin(write=True) as txn:
@@ -70,14 +102,14 @@ class LmdbWriter(object):
                             raise ValueError("duplicate key %r in %s" % (key.decode(), self.path))
                 break
             except lmdb.MapFullError:
-                self.map_size *= 2
-                self.env.set_mapsize(self.map_size)
+                self._grow(2 * self.map_size)
         self.count += len(self.pending)
-        self.pending = []
+        self.pending, self.pending_bytes = [], 0
 
     def close(self):
         """Flush, close and move the finished database into place."""
         self._flush()
+        self.env.sync(True)
         self.env.close()
         shutil.rmtree(self.path, ignore_errors=True)
         os.rename(self.tmp_path, self.path)
@@ -108,3 +140,44 @@ def read_datums(path):
                 yield key.decode("utf-8"), datum
     finally:
         env.close()
+
+
+def write_label_lmdb(path, labels, desc=None):
+    """Write labels (M,) as label Datums keyed %08d (-1 marks a missing label); return M."""
+    from tqdm import tqdm
+    with LmdbWriter(path) as db:
+        for index, value in enumerate(tqdm(labels, desc=desc or os.path.basename(path),
+                                           unit="rec", leave=False, disable=desc is False)):
+            db.put(label_key(index), label_datum(value))
+    return len(labels)
+
+
+def datum_label(datum):
+    """The label a Data layer yields: float_data[0] of a label Datum, else Datum.label."""
+    return datum.float_data[0] if len(datum.float_data) == 1 and not datum.data else datum.label
+
+
+def count(path):
+    """Number of records in an LMDB."""
+    env = lmdb.open(path, readonly=True, lock=False, subdir=True)
+    try:
+        return env.stat()["entries"]
+    finally:
+        env.close()
+
+
+def inspect_lmdb(path):
+    """{"count", "shapes": {(C, H, W) or "encoded": n}, "labels": {label: n}, "first_key", "last_key"}."""
+    import collections
+    if not os.path.isdir(path):
+        raise IOError("no LMDB at %s" % path)
+    shapes, labels = collections.Counter(), collections.Counter()
+    first = last = None
+    for key, datum in read_datums(path):
+        first = key if first is None else first
+        last = key
+        shapes["encoded" if datum.encoded else (datum.channels, datum.height, datum.width)] += 1
+        label = datum_label(datum)
+        labels[int(label) if float(label).is_integer() else label] += 1
+    return {"count": sum(shapes.values()), "shapes": dict(shapes),
+            "labels": dict(sorted(labels.items())), "first_key": first, "last_key": last}

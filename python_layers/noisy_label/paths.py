@@ -7,6 +7,9 @@ repository, as the prototxts expect when Caffe runs from the repository root):
     $EXP/db/<name>/         LMDBs, mean files, matrix C
     $EXP/snapshots/<name>/  .caffemodel / .solverstate
     $EXP/logs/<name>/       Caffe logs, CSVs, reports
+
+The file names inside `db_dir(name)` keep the original release's names, so its
+prototxts' sources carry over; `make lmdb`, the tools and the prototxts take them from here.
 """
 import os
 
@@ -42,3 +45,53 @@ def snapshot_dir(name, exp=None):
 
 def log_dir(name, exp=None):
     return os.path.join(exp_root(exp), "logs", check_dataset(name))
+
+
+def seed_root(exp, seed, first_seed=1):
+    """The experiment root of one seed of a multi-seed run: EXP itself for the first seed,
+    EXP/seeds/<seed> for the others (each a complete root: db, snapshots, logs, prototxt)."""
+    if int(seed) == int(first_seed):
+        return exp_root(exp)
+    return os.path.join(exp_root(exp), "seeds", str(seed))
+
+
+# ---- files inside db_dir(name), written by `make lmdb` (noisy_label.datasets) -------------
+
+# Image LMDBs (Datum keyed %08d_<path>) and label LMDBs (one float_data, keyed %08d).
+TEST = "test"                            # cifar10 / digits held-out set
+CLEAN_TRAIN, CLEAN_VAL, CLEAN_TEST = "clean_train", "clean_val", "clean_test"
+NTYPE_TRAIN, NTYPE_VAL, NTYPE_TEST = "ntype_train", "ntype_val", "ntype_test"
+MIXED_TRAIN = "mixed_train"              # clean label where kept, else noisy: noisy-as-truth
+MIXED_IMAGES = "mixed_train_images"
+MIXED_LABELS = {"clean": "mixed_train_label_clean", "noisy": "mixed_train_label_noisy",
+                "ntype": "mixed_train_label_ntype"}
+MATRIX_C = "matrix_c"                    # .binaryproto (1x1xNxN) and .txt, indexed [noisy, true]
+TRUE_MATRIX_Q = "true_matrix_q"          # the synthetic noise of cifar10 / digits
+MANIFEST = "manifest.json"               # what each output was built from (re-runs skip it)
+
+# Where the raw data is read from, inside data_root(name) (or DATA_ROOT).
+CIFAR10_BATCHES = "cifar-10-batches-py"
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CLOTHING1M_FILES = {
+    "clean_kv": "clean_label_kv.txt", "noisy_kv": "noisy_label_kv.txt",
+    "clean_train": "clean_train_key_list.txt", "clean_val": "clean_val_key_list.txt",
+    "clean_test": "clean_test_key_list.txt", "noisy_train": "noisy_train_key_list.txt",
+    "category_names": "category_names_eng.txt"}
+
+
+def lmdb_path(name, db, exp=None):
+    """An LMDB of dataset `name`, e.g. lmdb_path("cifar10", MIXED_IMAGES)."""
+    return os.path.join(db_dir(name, exp), db)
+
+
+def list_file(name, db, exp=None):
+    """The list (`path label ...` lines) an LMDB was built from."""
+    return os.path.join(db_dir(name, exp), db + ".txt")
+
+
+def mean_file(name, exp=None):
+    return os.path.join(db_dir(name, exp), "%s_mean.binaryproto" % check_dataset(name))
+
+
+def matrix_c_file(name, exp=None, ext=".binaryproto"):
+    return os.path.join(db_dir(name, exp), MATRIX_C + ext)

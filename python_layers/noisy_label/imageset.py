@@ -1,0 +1,239 @@
+"""Image LMDBs from a list of image files, as stock `convert_imageset` writes them, in parallel.
+
+Records are `Datum`s keyed `%08d_<path>` in list order (after an optional shuffle), with
+raw channel-major pixels (`channels/height/width/data/label`, `encoded: false`) or the
+JPEG/PNG bytes (`data/label`, `encoded: true`). Images are read with OpenCV and resized with
+`cv2.resize` (bilinear) exactly as `convert_imageset -resize_height/-resize_width` does.
+
+Decoding and resizing run in worker processes over chunks of the list; the parent writes
+the records in order, so the output does not depend on the number of workers. The
+per-pixel sum of the written images comes back with each chunk, giving the mean file
+without a second pass over the database.
+"""
+import collections
+import multiprocessing
+import os
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from noisy_label import lmdb_io
+
+CHUNK = 32  # images per worker task: large enough to amortise IPC, small enough to stream
+
+
+class BadImageError(ValueError):
+    """An image that is missing or cannot be decoded."""
+
+
+def read_image_list(path, num_classes=None):
+    """[(image path, label)] from a list file of `path label` lines (convert_imageset's format).
+
+    The label is the last space-separated field, so paths may contain spaces. Raises
+    ValueError naming the file and line of a malformed line or a label outside 0..N-1.
+    """
+    items = []
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            image, _, label = line.rpartition(" ")
+            try:
+                label = int(label)
+            except ValueError:
+                raise ValueError("%s:%d: expected `path label`, got %r" % (path, number, line))
+            if not image:
+                raise ValueError("%s:%d: expected `path label`, got %r" % (path, number, line))
+            if num_classes is not None and not 0 <= label < num_classes:
+                raise ValueError("%s:%d: label %d of %s is outside 0..%d"
+                                 % (path, number, label, image, num_classes - 1))
+            items.append((image, label))
+    if not items:
+        raise ValueError("%s: the image list is empty" % path)
+    return items
+
+
+def read_label_list(path, num_classes=None):
+    """Labels (M,) int64 from the last field of each line (`[name] label`); -1 = no label."""
+    labels = []
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            try:
+                label = int(fields[-1])
+            except ValueError:
+                raise ValueError("%s:%d: label %r is not an integer" % (path, number, fields[-1]))
+            if label < -1 or (num_classes is not None and label >= num_classes):
+                raise ValueError("%s:%d: label %d is outside -1..%s" % (
+                    path, number, label, num_classes - 1 if num_classes else "N-1"))
+            labels.append(label)
+    if not labels:
+        raise ValueError("%s: the label list is empty" % path)
+    return np.array(labels, np.int64)
+
+
+def write_image_list(path, items):
+    """Write [(path, label, ...)] as space-separated lines, via a temporary name."""
+    from noisy_label import blob_io
+    text = "".join(" ".join(str(field) for field in item) + "\n" for item in items)
+    blob_io.atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def load_image(path, resize=None, gray=False):
+    """The image at `path` as (H, W, C) uint8 in OpenCV's channel order (BGR), resized to
+    (height, width) when `resize` is given; raises BadImageError naming the file."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except (IOError, OSError) as e:
+        raise BadImageError("cannot read image %s: %s" % (path, e.strerror or e))
+    image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR) \
+        if data.size else None
+    if image is None:
+        raise BadImageError("cannot decode image %s (corrupt or not an image)" % path)
+    if resize:
+        image = cv2.resize(image, (resize[1], resize[0]))  # cv::Size is (width, height)
+    return image.reshape(image.shape[0], image.shape[1], -1)
+
+
+def image_datum(image, label, encoding=None):
+    """Serialized Datum of an (H, W, C) uint8 image: raw channel-major pixels, or encoded."""
+    if encoding:
+        ok, buf = cv2.imencode("." + encoding, image)
+        if not ok:
+            raise ValueError("OpenCV cannot encode as %r" % encoding)
+        return lmdb_io.encoded_datum(buf, label).SerializeToString()
+    # cv2.split is a SIMD deinterleave; numpy's transpose copy is ten times slower here.
+    return lmdb_io.image_datum(np.array(cv2.split(image)), label).SerializeToString()
+
+
+def _init_worker():
+    cv2.setNumThreads(1)  # one decoder per process; the processes are the parallelism
+
+
+def _load_chunk(task):
+    """Worker: [(path, label)] -> ([serialized Datum or None], [(path, error)], pixel sum (H, W, C) or None)."""
+    items, root, resize, gray, encoding = task
+    records, bad, pixel_sum = [], [], None
+    for path, label in items:
+        full_path = os.path.join(root, path)
+        try:
+            image = load_image(full_path, resize, gray)
+        except BadImageError as e:
+            records.append(None)
+            bad.append((path, str(e)))
+            continue
+        if encoding and not resize and path.lower().endswith("." + encoding.lower()):
+            # convert_imageset stores such a file's own bytes rather than re-encoding it.
+            records.append(lmdb_io.encoded_datum(np.fromfile(full_path, np.uint8), label)
+                           .SerializeToString())
+        else:
+            records.append(image_datum(image, label, encoding))
+        if pixel_sum is None:
+            pixel_sum = np.zeros(image.shape, np.float64)
+        if pixel_sum.shape == image.shape:
+            cv2.accumulate(image, pixel_sum)
+        else:
+            pixel_sum = np.full(image.shape, np.nan)  # sizes differ: no mean
+    return records, bad, pixel_sum
+
+
+def _imap_bounded(pool, func, tasks, window):
+    """pool.imap over `tasks` in windows with at most two in flight: results come in order and
+    do not pile up in memory when the writer is slower than the decoders."""
+    queued = collections.deque()
+    for start in range(0, len(tasks), window):
+        queued.append(pool.imap(func, tasks[start:start + window]))
+        if len(queued) == 2:
+            yield from queued.popleft()
+    while queued:
+        yield from queued.popleft()
+
+
+def build_image_lmdb(out_path, items, root="", resize=None, gray=False, encoding=None,
+                     shuffle=False, seed=0, skip_bad=False, processes=None, desc=None):
+    """Write the images of `items` [(path, label)] to an image LMDB at `out_path`.
+
+    root: prefix of the listed paths. resize: (height, width) or None to keep each size.
+    encoding: None for raw pixels, else "jpg"/"png". shuffle: shuffle the list first with
+    RandomState(seed). A missing or corrupt image stops the build with its path unless
+    skip_bad, which leaves it out (later keys close the gap, so label LMDBs built from
+    the returned `kept` stay aligned). Nothing is left at out_path on an error.
+
+    Returns {"count", "kept": indices into the (shuffled) items, "items": the (shuffled) items,
+    "bad": [(path, error)], "mean": (C, H, W) float64 mean of the written images or None}.
+    """
+    items = list(items)
+    if not items:
+        raise ValueError("%s: no images to write (empty set)" % out_path)
+    if shuffle:
+        items = [items[i] for i in np.random.RandomState(seed).permutation(len(items))]
+    missing = [path for path, _ in items if not os.path.isfile(os.path.join(root, path))]
+    if missing and not skip_bad:
+        raise BadImageError("%d of %d images are missing, the first: %s (SKIP_BAD=1 / --skip-bad "
+                            "leaves them out)" % (len(missing), len(items),
+                                                  os.path.join(root, missing[0])))
+    processes = processes or os.cpu_count() or 1
+    tasks = [(items[i:i + CHUNK], root, resize, gray, encoding)
+             for i in range(0, len(items), CHUNK)]
+    kept, bad, pixel_sum = [], [], None
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    pool = None
+    if processes > 1 and len(tasks) > 1:
+        # A child forked while OpenCV's thread pool is alive deadlocks in its first parallel
+        # call: stop the pool (one thread) across the fork, then give the parent its threads back.
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        pool = multiprocessing.get_context("fork").Pool(min(processes, len(tasks)), _init_worker)
+        cv2.setNumThreads(threads)
+    results = _imap_bounded(pool, _load_chunk, tasks, 8 * processes) if pool \
+        else map(_load_chunk, tasks)
+    try:
+        with lmdb_io.LmdbWriter(out_path) as db, \
+                tqdm(total=len(items), desc=desc or os.path.basename(out_path), unit="img",
+                     leave=False) as progress:
+            for chunk_index, (records, chunk_bad, chunk_sum) in enumerate(results):
+                if chunk_bad and not skip_bad:
+                    raise BadImageError(chunk_bad[0][1] + " (SKIP_BAD=1 / --skip-bad leaves it out)")
+                bad.extend(chunk_bad)
+                for offset, record in enumerate(records):
+                    if record is not None:
+                        index = chunk_index * CHUNK + offset
+                        db.put(lmdb_io.image_key(len(kept), items[index][0]), record)
+                        kept.append(index)
+                if chunk_sum is not None:
+                    if pixel_sum is None or pixel_sum.shape == chunk_sum.shape:
+                        pixel_sum = chunk_sum if pixel_sum is None else pixel_sum + chunk_sum
+                    else:
+                        pixel_sum = np.full(chunk_sum.shape, np.nan)
+                progress.update(len(records))
+            if not kept:
+                raise BadImageError("%s: none of the %d images could be read (the first: %s)"
+                                    % (out_path, len(items), bad[0][1]))
+    finally:
+        if pool:
+            pool.terminate()
+            pool.join()
+    mean = None
+    if pixel_sum is not None and not np.isnan(pixel_sum).any():
+        mean = (pixel_sum / len(kept)).transpose(2, 0, 1)
+    return {"count": len(kept), "kept": np.asarray(kept, np.int64), "items": items,
+            "bad": bad, "mean": mean}
+
+
+def build_array_lmdb(out_path, images, labels, names, encoding=None, desc=None):
+    """Write in-memory images (M, C, H, W) uint8 as an image LMDB keyed `%08d_<name>`."""
+    images = np.asarray(images)
+    if len(images) == 0:
+        raise ValueError("%s: no images to write (empty set)" % out_path)
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    with lmdb_io.LmdbWriter(out_path) as db:
+        for index in tqdm(range(len(images)), desc=desc or os.path.basename(out_path),
+                          unit="img", leave=False):
+            # Encoded images keep the stored channel order, so decoding gives back the raw layout.
+            record = image_datum(images[index].transpose(1, 2, 0), labels[index], encoding)
+            db.put(lmdb_io.image_key(index, names[index]), record)
+    return len(images)

@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""Build a dataset's LMDBs, mean file and matrix C into $EXP/db/<dataset>/ (`make lmdb`).
+
+    python tools/make_lmdb.py digits
+    python tools/make_lmdb.py cifar10 --noise-level 0.3 --num-clean 10000
+    python tools/make_lmdb.py clothing1M --data-root /data/clothing1M --skip-bad
+"""
+import argparse
+import sys
+
+from noisy_label import datasets, paths
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n".join(__doc__.splitlines()[1:]))
+    parser.add_argument("dataset", choices=paths.DATASETS)
+    parser.add_argument("--exp", default=None, help="experiment root (default: $EXP or exp/)")
+    parser.add_argument("--data-root", default=None,
+                        help="raw data (default: <exp>/datasets/<dataset>)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the noise, splits, shuffles")
+    parser.add_argument("--force", action="store_true", help="rebuild outputs that are up to date")
+    parser.add_argument("--noise-level", type=float, default=None,
+                        help="cifar10/digits: synthetic noise level in [0, 1] (default 0.5)")
+    parser.add_argument("--num-clean", type=int, default=None,
+                        help="cifar10/digits: training images that keep clean labels "
+                             "(default 10000 / 300)")
+    parser.add_argument("--resize", type=int, default=None,
+                        help="clothing1M: resize images to RESIZE x RESIZE (default 256; 0 keeps)")
+    parser.add_argument("--upsample", type=float, default=None,
+                        help="clothing1M: clean train keys per noisy key in the mixed set "
+                             "(default 1.0)")
+    parser.add_argument("--encoded", action="store_true",
+                        help="store JPEG (clothing1M) / PNG (cifar10, digits) instead of raw pixels")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="skip (and list) missing or corrupt images instead of stopping")
+    args = parser.parse_args()
+    try:
+        datasets.build(args.dataset, exp=args.exp, data_root=args.data_root, seed=args.seed,
+                       force=args.force, encoded=args.encoded, skip_bad=args.skip_bad,
+                       noise_level=args.noise_level, num_clean=args.num_clean,
+                       resize=args.resize, upsample=args.upsample)
+    except (IOError, ValueError) as e:
+        sys.exit("make_lmdb: %s" % e)
+
+
+if __name__ == "__main__":
+    main()
