@@ -18,7 +18,7 @@ export EXP
 VENV := .venv
 IN_VENV := source $(VENV)/bin/activate &&
 
-.PHONY: help caffe venv test demo bench clean docker docker-cpu lmdb
+.PHONY: help caffe venv test demo train bench clean docker docker-cpu lmdb
 
 help:
 	@sed -n '1,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
@@ -32,8 +32,11 @@ venv: caffe
 test: venv
 	$(IN_VENV) python -m pytest $(PYTEST_ARGS)
 
+# make demo: make lmdb + make train for DATASET=digits at seeds $(DEMO_SEEDS), then the
+# report $(EXP)/logs/digits/report.md and report.png (tools/demo.py).
+DEMO_SEEDS ?= 1 2 3
 demo: venv
-	$(IN_VENV) python -m noisy_label.smoke
+	$(IN_VENV) python tools/demo.py --seeds $(DEMO_SEEDS)
 
 # make lmdb DATASET=cifar10|clothing1M|digits [DATA_ROOT=dir] [SEED=n] [FORCE=1] [NOISE_LEVEL=0.5]
 #   [NUM_CLEAN=n] [RESIZE=256] [UPSAMPLE=1.0] [ENCODED=1] [SKIP_BAD=1]: LMDBs, mean, C in $(EXP)/db/
@@ -43,6 +46,10 @@ lmdb: venv
 		$(if $(NOISE_LEVEL),--noise-level $(NOISE_LEVEL)) $(if $(NUM_CLEAN),--num-clean $(NUM_CLEAN)) \
 		$(if $(RESIZE),--resize $(RESIZE)) $(if $(UPSAMPLE),--upsample $(UPSAMPLE)) \
 		$(if $(ENCODED),--encoded) $(if $(SKIP_BAD),--skip-bad)
+
+# make train DATASET=cifar10|clothing1M|digits [SEED=n] [STAGE=name]: scripts/<dataset>/train.sh
+train: venv
+	bash scripts/$(DATASET)/train.sh $(if $(SEED),--seed $(SEED)) $(if $(STAGE),--stage $(STAGE))
 
 clean:
 	rm -rf $(VENV) .pytest_cache

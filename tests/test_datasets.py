@@ -224,9 +224,9 @@ def test_digits_build(tmp_path):
     summary = datasets.build("digits", exp=str(tmp_path))
     db = paths.db_dir("digits", str(tmp_path))
     assert summary["counts"]["test"] == 500
-    assert summary["counts"]["clean_train"] == 300
+    assert summary["counts"]["clean_train"] == 100
     assert summary["counts"]["mixed_train_images"] == 1297
-    assert (summary["counts"]["ntype_train"], summary["counts"]["ntype_test"]) == (240, 60)
+    assert (summary["counts"]["ntype_train"], summary["counts"]["ntype_test"]) == (80, 20)
     key, datum = read_lmdb(os.path.join(db, "test"))[0]
     assert (datum.channels, datum.height, datum.width) == (1, 8, 8)
     assert re.match(r"^00000000_digits/\d{4}$", key)
@@ -234,7 +234,7 @@ def test_digits_build(tmp_path):
     assert pixels.max() == 255
     assert blob_io.read_blobproto(paths.mean_file("digits", str(tmp_path))).shape == (1, 1, 8, 8)
     records = mixed_records(db)
-    assert sum(r[2] != -1 for r in records) == 300
+    assert sum(r[2] != -1 for r in records) == 100
 
 
 def test_encoded_records_decode_to_the_raw_pixels(cifar10, tmp_path):

@@ -25,7 +25,7 @@ def main():
                         help="cifar10/digits: synthetic noise level in [0, 1] (default 0.5)")
     parser.add_argument("--num-clean", type=int, default=None,
                         help="cifar10/digits: training images that keep clean labels "
-                             "(default 10000 / 300)")
+                             "(default 10000 / 100)")
     parser.add_argument("--resize", type=int, default=None,
                         help="clothing1M: resize images to RESIZE x RESIZE (default 256; 0 keeps)")
     parser.add_argument("--upsample", type=float, default=None,

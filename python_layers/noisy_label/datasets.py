@@ -3,7 +3,7 @@
     cifar10     the python batches (downloaded when missing), synthetic noise at NOISE_LEVEL,
                 NUM_CLEAN images keep their clean labels
     digits      scikit-learn's 1,797 8x8 digits (no download): 500 test images, 1,297 training
-                images of which NUM_CLEAN (300) keep clean labels; stored as 1x8x8 grayscale
+                images of which NUM_CLEAN (100) keep clean labels; stored as 1x8x8 grayscale
                 0..255, the size the digits demo net reads
     clothing1M  the layout of SPEC §4 under DATA_ROOT, images resized to RESIZE x RESIZE
 
@@ -29,8 +29,10 @@ NUM_CLASSES = {"cifar10": 10, "digits": 10, "clothing1M": 14}
 # The options each dataset takes, with their defaults (`make lmdb` passes only those given).
 DEFAULTS = {
     "cifar10": {"noise_level": 0.5, "num_clean": 10000},
-    # 300 clean digits give a clearly weaker net than all 1,297, so the noisy rest matters.
-    "digits": {"noise_level": 0.5, "num_clean": 300},
+    # 100 clean digits (ten a class) give a clearly weaker net than all 1,297, so the noisy
+    # rest matters: with 300 the clean-only net is within a few test digits of its ceiling
+    # and the stages differ by less than the test set can tell (measured over 6 seeds).
+    "digits": {"noise_level": 0.5, "num_clean": 100},
     "clothing1M": {"resize": 256, "upsample": 1.0},
 }
 NTYPE_TRAIN_FRACTION = 0.8   # the original split the 10,000 cifar10 pairs 8,000 / 2,000

@@ -1,4 +1,5 @@
-"""Smoke run: scikit-learn's digits in an LMDB, a small net with a Python layer, `caffe train`.
+"""Smoke check of the Caffe install: scikit-learn's digits in an LMDB, a small net with a
+Python layer that owns a parameter blob, trained by `caffe train` (the foundation tests use it).
 
     python -m noisy_label.smoke [--exp EXP] [--iters N]
 """
@@ -78,8 +79,7 @@ def main():
     out_dir = os.path.join(paths.exp_root(args.exp), "smoke")
     os.makedirs(out_dir, exist_ok=True)
     solver = write_smoke_net(out_dir, iters=args.iters)
-    print("Smoke demo: digits MLP with a Python Scale layer, trained by `caffe train`.")
-    print("(The noisy-label digits experiment replaces this demo once it lands.)")
+    print("Smoke check: digits MLP with a Python Scale layer, trained by `caffe train`.")
     subprocess.check_call(["caffe", "train", "-solver", solver])
 
 

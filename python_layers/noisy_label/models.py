@@ -1,0 +1,415 @@
+"""The nets and solvers of every experiment, written as prototxt into `prototxt/<dataset>/`.
+
+One definition per architecture (a "tower" of layers whose names take a suffix), put
+together the way the original release did:
+
+    clean            the tower on the clean labels                (layers conv1 ... ip2)
+    noisy_gt_ft_clean  the same, fine-tuned on the mixed set, noisy labels taken as truth
+    ntype            the convs of the clean tower + its own head predicting the noise type
+    noisy_label_loss the joint net: `*_clean` tower, `*_ntype` tower (TRAIN only), the
+                     clean loss on clean labels, the noise-type loss, and the Python
+                     SoftmaxWithNoisyLabelLoss layer on the noisy labels
+
+Only stock layer types and `type: "Python"` layers from `noisy_label.layers`. Sources are
+written relative to the repository root (`exp/db/...`), as `caffe train` runs from there;
+`write_dataset(..., exp=...)` writes a copy that points at another experiment root.
+
+    python tools/make_prototxt.py            # regenerate prototxt/ (a test checks it is current)
+"""
+import json
+import os
+
+from google.protobuf import text_format
+
+from noisy_label import paths
+
+TRAIN, TEST = 0, 1
+NUM_NOISE_TYPES = 3
+PHASE_TRAIN = {"include": [{"phase": TRAIN}]}
+
+# The reference accuracies of SPEC §5, shown beside ours in reports.
+REFERENCE_ACCURACY = {
+    "cifar10": {"clean": 0.620, "noisy_gt_ft_clean": 0.658, "ntype": 0.689,
+                "noisy_label_loss": 0.689},
+    "clothing1M": {"clean": 0.724, "ntype": 0.641, "noisy_label_loss_stage1": 0.756,
+                   "noisy_label_loss": 0.773},
+}
+
+
+def _assign(message, params):
+    """Fill a protobuf message from nested dicts / lists (as caffe.net_spec does)."""
+    for key, value in params.items():
+        field = getattr(message, key)
+        if isinstance(value, dict):
+            _assign(field, value)
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, dict):
+                    _assign(field.add(), item)
+                else:
+                    field.append(item)
+        else:
+            setattr(message, key, value)
+
+
+def add_layer(net, name, type_, bottom=(), top=None, **params):
+    """Append a LayerParameter to `net`; `top` defaults to [name]."""
+    layer = net.layer.add()
+    layer.name, layer.type = name, type_
+    layer.bottom.extend(bottom)
+    layer.top.extend([name] if top is None else top)
+    _assign(layer, params)
+    return layer
+
+
+def _learnable(lr_mult=1, std=0.01, bias=0.0):
+    """param / filler settings for a conv or inner-product layer (biases: 2x lr, no decay)."""
+    return dict(param=[{"lr_mult": lr_mult, "decay_mult": 1}, {"lr_mult": 2 * lr_mult, "decay_mult": 0}],
+                filler={"weight_filler": {"type": "gaussian", "std": std},
+                        "bias_filler": {"type": "constant", "value": bias}})
+
+
+def conv(net, name, bottom, num_output, kernel_size, std, pad=0, stride=1, group=1, bias=0.0,
+         lr_mult=1, **extra):
+    spec = _learnable(lr_mult, std, bias)
+    cp = dict(num_output=num_output, kernel_size=[kernel_size], pad=[pad], stride=[stride],
+              group=group, **spec["filler"])
+    return add_layer(net, name, "Convolution", [bottom], param=spec["param"],
+                     convolution_param=cp, **extra)
+
+
+def fc(net, name, bottom, num_output, std, bias=0.0, lr_mult=1, **extra):
+    spec = _learnable(lr_mult, std, bias)
+    return add_layer(net, name, "InnerProduct", [bottom], param=spec["param"],
+                     inner_product_param=dict(num_output=num_output, **spec["filler"]), **extra)
+
+
+def relu(net, name, blob, **extra):
+    return add_layer(net, name, "ReLU", [blob], [blob], **extra)
+
+
+def pool(net, name, bottom, method, kernel_size=3, stride=2, **extra):
+    return add_layer(net, name, "Pooling", [bottom],
+                     pooling_param=dict(pool=method, kernel_size=kernel_size, stride=stride), **extra)
+
+
+POOL_MAX, POOL_AVE = 0, 1
+
+# ---- towers: each returns (name of its output blob, names of its conv layers) --------
+
+
+def cifar_quick_tower(net, data, num_output, suffix="", head_suffix=None, head_lr_mult=1, **extra):
+    """BVLC's CIFAR-10 quick net. Layers conv1..conv3, ip1, ip2 + suffix (head: head_suffix)."""
+    s, h = suffix, suffix if head_suffix is None else head_suffix
+    conv(net, "conv1" + s, data, 32, 5, 0.0001, pad=2, **extra)
+    pool(net, "pool1" + s, "conv1" + s, POOL_MAX, **extra)
+    relu(net, "relu1" + s, "pool1" + s, **extra)
+    conv(net, "conv2" + s, "pool1" + s, 32, 5, 0.01, pad=2, **extra)
+    relu(net, "relu2" + s, "conv2" + s, **extra)
+    pool(net, "pool2" + s, "conv2" + s, POOL_AVE, **extra)
+    conv(net, "conv3" + s, "pool2" + s, 64, 5, 0.01, pad=2, **extra)
+    relu(net, "relu3" + s, "conv3" + s, **extra)
+    pool(net, "pool3" + s, "conv3" + s, POOL_AVE, **extra)
+    fc(net, "ip1" + h, "pool3" + s, 64, 0.1, **extra)
+    fc(net, "ip2" + h, "ip1" + h, num_output, 0.1, lr_mult=head_lr_mult, **extra)
+    return "ip2" + h, ["conv1", "conv2", "conv3"]
+
+
+def digits_tower(net, data, num_output, suffix="", head_suffix=None, head_lr_mult=1, **extra):
+    """A small conv net for the 8x8 digits: conv1, conv2 (3x3), ip1 (64), ip2."""
+    s, h = suffix, suffix if head_suffix is None else head_suffix
+    conv(net, "conv1" + s, data, 16, 3, 0.1, pad=1, **extra)
+    relu(net, "relu1" + s, "conv1" + s, **extra)
+    pool(net, "pool1" + s, "conv1" + s, POOL_MAX, kernel_size=2, stride=2, **extra)
+    conv(net, "conv2" + s, "pool1" + s, 32, 3, 0.1, pad=1, **extra)
+    relu(net, "relu2" + s, "conv2" + s, **extra)
+    pool(net, "pool2" + s, "conv2" + s, POOL_MAX, kernel_size=2, stride=2, **extra)
+    fc(net, "ip1" + h, "pool2" + s, 64, 0.1, **extra)
+    relu(net, "relu3" + h, "ip1" + h, **extra)
+    fc(net, "ip2" + h, "ip1" + h, num_output, 0.1, lr_mult=head_lr_mult, **extra)
+    return "ip2" + h, ["conv1", "conv2"]
+
+
+def caffenet_tower(net, data, num_output, suffix="", head_suffix=None, head_lr_mult=1,
+                   fc7_outputs=4096, fc67_suffix=None, **extra):
+    """BVLC reference CaffeNet: conv1..conv5 + suffix, fc6/fc7 + fc67_suffix, fc8 + head_suffix.
+
+    The clean net keeps ImageNet's names up to fc7 (so `-weights` CaffeNet fills them);
+    the noise-type net has its own, narrower fc6_ntype/fc7_ntype.
+    """
+    s, h = suffix, suffix if head_suffix is None else head_suffix
+    conv(net, "conv1" + s, data, 96, 11, 0.01, stride=4, **extra)
+    relu(net, "relu1" + s, "conv1" + s, **extra)
+    pool(net, "pool1" + s, "conv1" + s, POOL_MAX, **extra)
+    lrn = dict(lrn_param=dict(local_size=5, alpha=0.0001, beta=0.75))
+    add_layer(net, "norm1" + s, "LRN", ["pool1" + s], **dict(lrn, **extra))
+    conv(net, "conv2" + s, "norm1" + s, 256, 5, 0.01, pad=2, group=2, bias=1.0, **extra)
+    relu(net, "relu2" + s, "conv2" + s, **extra)
+    pool(net, "pool2" + s, "conv2" + s, POOL_MAX, **extra)
+    add_layer(net, "norm2" + s, "LRN", ["pool2" + s], **dict(lrn, **extra))
+    conv(net, "conv3" + s, "norm2" + s, 384, 3, 0.01, pad=1, **extra)
+    relu(net, "relu3" + s, "conv3" + s, **extra)
+    conv(net, "conv4" + s, "conv3" + s, 384, 3, 0.01, pad=1, group=2, bias=1.0, **extra)
+    relu(net, "relu4" + s, "conv4" + s, **extra)
+    conv(net, "conv5" + s, "conv4" + s, 256, 3, 0.01, pad=1, group=2, bias=1.0, **extra)
+    relu(net, "relu5" + s, "conv5" + s, **extra)
+    pool(net, "pool5" + s, "conv5" + s, POOL_MAX, **extra)
+    f = suffix if fc67_suffix is None else fc67_suffix
+    fc6, fc7 = "fc6" + f, "fc7" + f
+    fc(net, fc6, "pool5" + s, 4096, 0.005, bias=1.0, **extra)
+    relu(net, "relu6" + s, fc6, **extra)
+    add_layer(net, "drop6" + s, "Dropout", [fc6], [fc6], dropout_param=dict(dropout_ratio=0.5), **extra)
+    fc(net, fc7, fc6, fc7_outputs, 0.005, bias=1.0, **extra)
+    relu(net, "relu7" + s, fc7, **extra)
+    add_layer(net, "drop7" + s, "Dropout", [fc7], [fc7], dropout_param=dict(dropout_ratio=0.5), **extra)
+    fc(net, "fc8" + h, fc7, num_output, 0.01, lr_mult=head_lr_mult, **extra)
+    return "fc8" + h, ["conv1", "conv2", "conv3", "conv4", "conv5"]
+
+
+# ---- datasets -----------------------------------------------------------------------
+
+
+class Dataset(object):
+    """How one dataset's experiments are shaped: tower, data transform, schedules."""
+
+    def __init__(self, name, num_classes, tower, transform, train_batch, test_batch,
+                 test_iter, solver, schedules, clean_head="", ntype_kwargs=None):
+        self.name, self.num_classes, self.tower = name, num_classes, tower
+        self.transform, self.train_batch, self.test_batch = transform, train_batch, test_batch
+        self.test_iter, self.solver, self.schedules = test_iter, solver, schedules
+        self.clean_head = clean_head          # suffix of the clean net's classifier
+        self.ntype_kwargs = ntype_kwargs or {}
+
+
+DATASETS = {
+    "cifar10": Dataset(
+        "cifar10", 10, cifar_quick_tower, {}, 100, 100, 100,
+        solver=dict(momentum=0.9, weight_decay=0.004, display=100, average_loss=100,
+                    lr_policy="step", gamma=0.1),
+        schedules={"clean": dict(base_lr=0.001, stepsize=4000, max_iter=5000, test_interval=500),
+                   "noisy_gt_ft_clean": dict(base_lr=0.001, stepsize=4000, max_iter=6000,
+                                             test_interval=500),
+                   "ntype": dict(base_lr=0.0001, stepsize=100000, max_iter=1500, test_interval=100,
+                                 test_iter=20),
+                   "noisy_label_loss": dict(base_lr=0.001, stepsize=4000, max_iter=6000,
+                                            test_interval=500)}),
+    "digits": Dataset(
+        "digits", 10, digits_tower, {"scale": 0.00390625}, 50, 100, 5,
+        solver=dict(momentum=0.9, weight_decay=0.0005, display=50, average_loss=50,
+                    lr_policy="step", gamma=0.1),
+        # Every stage at the clean net's learning rate, as the CIFAR-10 workflow: the mixed
+        # set must move the net for the noisy labels to matter at all.
+        schedules={"clean": dict(base_lr=0.01, stepsize=800, max_iter=1000, test_interval=100),
+                   "noisy_gt_ft_clean": dict(base_lr=0.01, stepsize=800, max_iter=1000,
+                                             test_interval=100),
+                   "ntype": dict(base_lr=0.01, stepsize=100000, max_iter=500, test_interval=100),
+                   "noisy_label_loss": dict(base_lr=0.01, stepsize=800, max_iter=1000,
+                                            test_interval=100)}),
+    "clothing1M": Dataset(
+        "clothing1M", 14, caffenet_tower, {"crop_size": 227, "mirror": True}, 128, 100, 144,
+        solver=dict(momentum=0.9, weight_decay=0.0005, display=20, average_loss=20,
+                    lr_policy="step", gamma=0.1, test_initialization=True),
+        schedules={"clean": dict(base_lr=0.001, stepsize=10000, max_iter=15000, test_interval=1000),
+                   "ntype": dict(base_lr=0.001, stepsize=10000, max_iter=5000, test_interval=1000),
+                   "noisy_label_loss_stage1": dict(base_lr=0.001, stepsize=50000, max_iter=100000,
+                                                   test_interval=1000),
+                   "noisy_label_loss_stage2": dict(base_lr=0.001, stepsize=50000, max_iter=160000,
+                                                   test_interval=1000)},
+        clean_head="_clothing", ntype_kwargs={"fc7_outputs": 1024, "fc67_suffix": "_ntype"}),
+}
+
+
+def _net(name):
+    from caffe.proto import caffe_pb2
+    net = caffe_pb2.NetParameter()
+    net.name = name
+    return net
+
+
+def _data(net, ds, files, name, tops, lmdb, phase, batch, transform=True):
+    params = dict(data_param=dict(source=files.lmdb(lmdb), batch_size=batch, backend=1),
+                  include=[{"phase": phase}])
+    if transform:
+        tp = dict(ds.transform, mean_file=files.mean_file)
+        if phase == TEST and "mirror" in tp:
+            tp["mirror"] = False
+        params["transform_param"] = tp
+    add_layer(net, name, "Data", top=tops, **params)
+
+
+def _loss(net, name, logits, label, weight=None, ignore=True, **extra):
+    params = dict(extra)
+    if ignore:
+        # -1 marks "no such label" in the mixed set; normalise by the whole batch as the original.
+        params["loss_param"] = dict(ignore_label=-1, normalization=2)
+    if weight is not None:
+        params["loss_weight"] = [weight]
+    add_layer(net, name, "SoftmaxWithLoss", [logits, label], **params)
+
+
+def _accuracy(net, logits, label):
+    add_layer(net, "accuracy", "Accuracy", [logits, label], include=[{"phase": TEST}])
+
+
+class Files(object):
+    """Where a dataset's LMDBs, mean file, matrix C and snapshots live, as written into prototxt."""
+
+    def __init__(self, name, exp=None):
+        root = exp or os.path.join(paths.REPO_ROOT, paths.DEFAULT_EXP)
+        # The committed prototxt names them relative to the repository root, where caffe runs.
+        self.rel = (lambda p: os.path.relpath(p, paths.REPO_ROOT)) if exp is None else os.path.abspath
+        self.name, self.root = name, root
+        self.mean_file = self.rel(paths.mean_file(name, root))
+        self.matrix_c = self.rel(paths.matrix_c_file(name, root))
+        self.snapshots = self.rel(paths.snapshot_dir(name, root))
+
+    def lmdb(self, db):
+        return self.rel(paths.lmdb_path(self.name, db, self.root))
+
+
+def clean_net(ds, files, train_lmdb=paths.CLEAN_TRAIN, name="clean"):
+    """The clean-label classifier (also the noisy-as-truth net, on the mixed set)."""
+    net = _net("%s_%s" % (ds.name, name))
+    val = paths.TEST if ds.name != "clothing1M" else paths.CLEAN_VAL
+    _data(net, ds, files, "data", ["data", "label"], train_lmdb, TRAIN, ds.train_batch)
+    _data(net, ds, files, "data", ["data", "label"], val, TEST, ds.test_batch)
+    logits, _ = ds.tower(net, "data", ds.num_classes, head_suffix=ds.clean_head)
+    _accuracy(net, logits, "label")
+    _loss(net, "loss", logits, "label", ignore=False)
+    return net
+
+
+def ntype_net(ds, files):
+    """The noise-type classifier: the clean net's convs (fine-tuned) + an `_ntype` head."""
+    net = _net("%s_ntype" % ds.name)
+    test = paths.NTYPE_TEST if ds.name != "clothing1M" else paths.NTYPE_VAL
+    _data(net, ds, files, "data", ["data", "label_ntype"], paths.NTYPE_TRAIN, TRAIN, ds.train_batch)
+    _data(net, ds, files, "data", ["data", "label_ntype"], test, TEST, ds.test_batch)
+    logits, _ = ds.tower(net, "data", NUM_NOISE_TYPES, head_suffix="_ntype", head_lr_mult=10,
+                         **ds.ntype_kwargs)
+    _accuracy(net, logits, "label_ntype")
+    _loss(net, "loss_ntype", logits, "label_ntype", ignore=False)
+    return net
+
+
+def noisy_label_loss_net(ds, files, clean_weight=1.0, ntype_weight=1.0, update_noise_lr=1.0,
+                         name="noisy_label_loss"):
+    """The joint net of the paper, trained on the four aligned mixed LMDBs."""
+    net = _net("%s_%s" % (ds.name, name))
+    _data(net, ds, files, "data", ["data"], paths.MIXED_IMAGES, TRAIN, ds.train_batch)
+    # Four Data layers with one batch size over LMDBs in the same key order stay aligned.
+    for kind in ("clean", "noisy") + (("ntype",) if ntype_weight else ()):
+        _data(net, ds, files, "label_" + kind, ["label_" + kind], paths.MIXED_LABELS[kind], TRAIN,
+              ds.train_batch, transform=False)
+    val = paths.TEST if ds.name != "clothing1M" else paths.CLEAN_VAL
+    _data(net, ds, files, "data", ["data", "label_clean"], val, TEST, ds.test_batch)
+    clean_logits, _ = ds.tower(net, "data", ds.num_classes, suffix="_clean")
+    _accuracy(net, clean_logits, "label_clean")
+    _loss(net, "loss_clean", clean_logits, "label_clean", weight=clean_weight)
+    ntype_logits, _ = ds.tower(net, "data", NUM_NOISE_TYPES, suffix="_ntype", **dict(
+        ds.ntype_kwargs, **PHASE_TRAIN))
+    if ntype_weight:
+        _loss(net, "loss_ntype", ntype_logits, "label_ntype", weight=ntype_weight, **PHASE_TRAIN)
+    param_str = {"matrix_c": files.matrix_c}
+    if update_noise_lr != 1.0:
+        param_str["update_noise_lr"] = update_noise_lr
+    add_layer(net, "loss_noisy", "Python", [clean_logits, ntype_logits, "label_noisy"],
+              loss_weight=[1.0], param=[{"lr_mult": 0, "decay_mult": 0}],
+              python_param=dict(module="noisy_label.layers", layer="SoftmaxWithNoisyLabelLoss",
+                                param_str=json.dumps(param_str)), **PHASE_TRAIN)
+    return net
+
+
+def test_net(ds, files, lmdb=paths.CLEAN_TEST):
+    """Deploy-style test net: the `_clean` tower and accuracy on a held-out LMDB (`caffe test`)."""
+    net = _net("%s_noisy_label_loss_test" % ds.name)
+    _data(net, ds, files, "data", ["data", "label_clean"], lmdb, TEST, ds.test_batch)
+    logits, _ = ds.tower(net, "data", ds.num_classes, suffix="_clean")
+    add_layer(net, "accuracy", "Accuracy", [logits, "label_clean"])
+    return net
+
+
+def solver(ds, files, stage, net_file, seed=1):
+    """SolverParameter for a stage; solver_mode is left at its default (as BVLC's examples)."""
+    from caffe.proto import caffe_pb2
+    sp = caffe_pb2.SolverParameter()
+    sp.net = net_file
+    params = dict(ds.solver)
+    params.update(ds.schedules[stage])
+    params.setdefault("test_iter", ds.test_iter)
+    test_iter = params.pop("test_iter")
+    if test_iter:
+        sp.test_iter.append(test_iter)
+    _assign(sp, params)
+    sp.snapshot = sp.max_iter
+    sp.snapshot_prefix = os.path.join(files.snapshots, stage.replace("_stage1", "").replace("_stage2", ""))
+    sp.random_seed = seed
+    return sp
+
+
+def stage_nets(name):
+    """{training stage: its trainval net's file stem}, in workflow order."""
+    if name == "clothing1M":
+        return {"clean": "clean_trainval", "ntype": "ntype_trainval",
+                "noisy_label_loss_stage1": "noisy_label_loss_trainval.stage1",
+                "noisy_label_loss_stage2": "noisy_label_loss_trainval.stage2"}
+    return {"clean": "clean_trainval", "noisy_gt_ft_clean": "noisy_gt_ft_clean_trainval",
+            "ntype": "ntype_trainval", "noisy_label_loss": "noisy_label_loss_trainval"}
+
+
+def solver_file_name(name, stage):
+    return stage_nets(name)[stage].replace("_trainval", "_solver") + ".prototxt"
+
+
+def _learnable_layers(net):
+    return [layer.name for layer in net.layer if layer.type in ("Convolution", "InnerProduct")]
+
+
+def init_layer_maps(name):
+    """[(source stage, {source layer: joint-net layer})] that initialise the joint net.
+
+    The whole clean net goes into the `*_clean` tower; the noise-type net's convs into
+    the `*_ntype` tower (as the original release's init scripts did).
+    """
+    ds, files = DATASETS[name], Files(name)
+    clean = _learnable_layers(clean_net(ds, files))
+    ntype = [layer for layer in _learnable_layers(ntype_net(ds, files)) if layer.startswith("conv")]
+    strip = lambda layer: layer[:-len(ds.clean_head)] if ds.clean_head and layer.endswith(
+        ds.clean_head) else layer
+    return [("clean", {layer: strip(layer) + "_clean" for layer in clean}),
+            ("ntype", {layer: layer + "_ntype" for layer in ntype})]
+
+
+def experiment(name, exp=None, seed=1):
+    """(prototxt dir relative to the repository, {file name: message}) of a dataset's workflow."""
+    ds = DATASETS[paths.check_dataset(name)]
+    files = Files(name, exp)
+    out_dir = os.path.join("prototxt", name) if exp is None else os.path.join(
+        paths.exp_root(exp), "prototxt", name)
+    nets = {"clean_trainval": clean_net(ds, files), "ntype_trainval": ntype_net(ds, files)}
+    if name == "clothing1M":
+        nets["noisy_label_loss_trainval.stage1"] = noisy_label_loss_net(
+            ds, files, clean_weight=0.1, ntype_weight=0, update_noise_lr=0.0)
+        nets["noisy_label_loss_trainval.stage2"] = noisy_label_loss_net(
+            ds, files, clean_weight=1.0, ntype_weight=0.1, update_noise_lr=0.1)
+        nets["noisy_label_loss_test"] = test_net(ds, files)
+    else:
+        nets["noisy_gt_ft_clean_trainval"] = clean_net(ds, files, paths.MIXED_TRAIN,
+                                                       "noisy_gt_ft_clean")
+        nets["noisy_label_loss_trainval"] = noisy_label_loss_net(ds, files)
+        nets["noisy_label_loss_test"] = test_net(ds, files, lmdb=paths.TEST)
+    out = {k + ".prototxt": v for k, v in nets.items()}
+    for stage, net_name in stage_nets(name).items():
+        out[solver_file_name(name, stage)] = solver(
+            ds, files, stage, os.path.join(out_dir, net_name + ".prototxt"), seed)
+    return out_dir, out
+
+
+def write_dataset(name, exp=None, seed=1):
+    """Write a dataset's prototxts (into prototxt/<name>, or $EXP/prototxt/<name> for another root)."""
+    out_dir, messages = experiment(name, exp, seed)
+    os.makedirs(os.path.join(paths.REPO_ROOT, out_dir), exist_ok=True)
+    for file_name, message in sorted(messages.items()):
+        with open(os.path.join(paths.REPO_ROOT, out_dir, file_name), "w") as f:
+            f.write(text_format.MessageToString(message))
+    return os.path.join(paths.REPO_ROOT, out_dir)

@@ -1,0 +1,133 @@
+"""The digits workflow end to end with the real `caffe` tool: stages, init, skip, report, logs."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from noisy_label import caffe_log, models, paths, pipeline, report
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """One full digits run (seed 1) in a fresh experiment root; returns (experiment, stdout)."""
+    exp = str(tmp_path_factory.mktemp("exp"))
+    subprocess.check_call([sys.executable, os.path.join(REPO, "tools", "make_lmdb.py"), "digits",
+                           "--exp", exp, "--seed", "1"], stdout=subprocess.DEVNULL)
+    experiment = pipeline.Experiment("digits", exp, seed=1)
+    experiment.run()
+    return experiment
+
+
+def test_every_stage_leaves_its_snapshot_and_log(digits_run):
+    for stage in models.stage_nets("digits"):
+        assert os.path.exists(digits_run.final(stage)), stage
+        log = open(os.path.join(digits_run.log_dir, stage + ".log")).read()
+        assert "Optimization Done" in log
+    assert os.path.exists(digits_run.init_weights())
+    test_log = open(os.path.join(digits_run.log_dir, "test.log")).read()
+    # caffe test over the 500 test digits: the joint net's clean tower classifies them.
+    assert caffe_log.final_test(test_log) > 0.8
+
+
+def test_init_copies_the_clean_net_and_the_noise_type_convs(digits_run):
+    import caffe
+    net = lambda stage: digits_run.solver(stage).net
+    clean = caffe.Net(net("clean"), caffe.TEST, weights=digits_run.final("clean"))
+    ntype = caffe.Net(net("ntype"), caffe.TEST, weights=digits_run.final("ntype"))
+    joint = caffe.Net(net("noisy_label_loss"), caffe.TRAIN, weights=digits_run.init_weights())
+    for layer in ("conv1", "conv2", "ip1", "ip2"):
+        for i in range(2):
+            np.testing.assert_array_equal(joint.params[layer + "_clean"][i].data,
+                                          clean.params[layer][i].data)
+    for layer in ("conv1", "conv2"):
+        np.testing.assert_array_equal(joint.params[layer + "_ntype"][0].data,
+                                      ntype.params[layer][0].data)
+    # The noise-type head is not copied: it starts from its fillers in the joint net.
+    assert not np.array_equal(joint.params["ip2_ntype"][0].data, ntype.params["ip2_ntype"][0].data)
+    # C is the loss layer's parameter blob, carried in the snapshot.
+    assert joint.params["loss_noisy"][0].data.shape == (1, 1, 10, 10)
+
+
+def test_a_rerun_skips_finished_stages(digits_run, capsys):
+    logs = {stage: os.path.getmtime(os.path.join(digits_run.log_dir, stage + ".log"))
+            for stage in models.stage_nets("digits")}
+    digits_run.run([stage for stage in models.stage_nets("digits")] + ["init"])
+    out = capsys.readouterr().out
+    assert out.count(": done (") == len(logs) + 1
+    for stage, mtime in logs.items():
+        assert os.path.getmtime(os.path.join(digits_run.log_dir, stage + ".log")) == mtime
+
+
+def test_unknown_stage_and_missing_weights_are_clear_errors(digits_run, tmp_path):
+    with pytest.raises(pipeline.StageError, match="unknown stage 'cleen' for digits; stages: clean"):
+        digits_run.run(["cleen"])
+    empty = pipeline.Experiment("digits", str(tmp_path), seed=1)
+    with pytest.raises(pipeline.StageError, match=r"noisy_gt_ft_clean needs .*clean_iter_1000"):
+        empty.run(["noisy_gt_ft_clean"])
+
+
+def test_report_table_and_plot(digits_run, tmp_path):
+    text = report.write("digits", [digits_run.exp], [1], str(tmp_path))
+    assert "| clean only |" in text and "| ours |" in text and "| noisy as truth |" in text
+    assert "0.620" in text and "0.773" in text          # the original release's numbers
+    summary = report.summarize("digits", [digits_run.exp])
+    assert set(summary) == set(models.stage_nets("digits"))
+    assert all(0.0 <= v <= 1.0 for values in summary.values() for v in values)
+    with open(str(tmp_path / "report.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert open(str(tmp_path / "report.md")).read() == text
+
+
+def test_parse_log_cli_writes_csv_and_plot(digits_run, tmp_path):
+    log = os.path.join(digits_run.log_dir, "noisy_label_loss.log")
+    subprocess.check_call([sys.executable, os.path.join(REPO, "tools", "parse_log.py"), log,
+                           "--out-dir", str(tmp_path), "--plot", str(tmp_path / "curves.png")])
+    train = open(str(tmp_path / "noisy_label_loss.train.csv")).read().splitlines()
+    test = open(str(tmp_path / "noisy_label_loss.test.csv")).read().splitlines()
+    assert train[0].split(",")[:4] == ["iteration", "seconds", "loss", "loss_clean"]
+    assert {"loss_noisy", "loss_ntype", "lr"} <= set(train[0].split(","))
+    assert test[0] == "iteration,seconds,accuracy,loss_clean"
+    assert len(test) == 1 + 11                          # iterations 0, 100, ..., 1000
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+
+
+def test_parse_log_reads_the_original_release_format():
+    # Lines as the 2015 fork of Caffe printed them (no rate in the Iteration line).
+    log = "\n".join([
+        "I0322 14:35:00.848424  8642 solver.cpp:221] Iteration 3400, loss = 1.72866",
+        "I0322 14:35:00.848461  8642 solver.cpp:236]     Train net output #0: loss_clean = 0.0515"
+        " (* 1 = 0.0515 loss)",
+        "I0322 14:35:00.848490  8642 solver.cpp:542] Iteration 3400, lr = 0.001",
+        "I0322 14:35:02.422549  8642 solver.cpp:316] Iteration 3500, Testing net (#0)",
+        "I0322 14:35:02.710115  8642 solver.cpp:373]     Test net output #0: accuracy = 0.6648",
+        "I0322 14:35:02.721125  8642 solver.cpp:221] Iteration 3500, loss = 1.76593"])
+    rows = caffe_log.parse(log)
+    assert rows["train"][0] == {"iteration": 3400, "seconds": 0.0, "loss": 1.72866,
+                                "loss_clean": 0.0515, "lr": 0.001}
+    assert rows["test"] == [{"iteration": 3500, "seconds": pytest.approx(1.574125),
+                             "accuracy": 0.6648}]
+    assert caffe_log.final_test(log) == 0.6648
+
+
+def test_parse_log_rejects_a_file_without_caffe_lines(tmp_path):
+    bad = tmp_path / "notes.log"
+    bad.write_text("nothing to see\n")
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", "parse_log.py"), str(bad)],
+                          stderr=subprocess.PIPE, text=True)
+    assert proc.returncode != 0
+    assert "notes.log has no Caffe training or test lines" in proc.stderr
+
+
+def test_clothing1m_without_imagenet_weights_says_where_to_put_them(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+    monkeypatch.setattr("urllib.request.urlopen", offline)
+    experiment = pipeline.Experiment("clothing1M", str(tmp_path))
+    with pytest.raises(pipeline.StageError) as error:
+        experiment.run(["clean"])
+    expected = os.path.join(str(tmp_path), "snapshots", "bvlc_reference_caffenet.caffemodel")
+    assert "Put the file at %s" % expected in str(error.value)
+    assert not os.path.exists(expected + ".part")

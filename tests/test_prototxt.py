@@ -1,0 +1,135 @@
+"""The experiment prototxts: current with their generator, stock layers only, and every
+net constructs in stock Caffe against small LMDBs laid out as `make lmdb` writes them."""
+import glob
+import os
+import re
+
+import numpy as np
+import pytest
+from google.protobuf import text_format
+
+from conftest import REPO, run_caffe
+from noisy_label import blob_io, lmdb_io, models, paths
+
+# Image size and channels of each dataset's image LMDBs (Clothing1M: 256, cropped to 227).
+SHAPES = {"cifar10": (3, 32, 32), "digits": (1, 8, 8), "clothing1M": (3, 256, 256)}
+IMAGE_DBS = [paths.TEST, paths.CLEAN_TRAIN, paths.CLEAN_VAL, paths.CLEAN_TEST, paths.NTYPE_TRAIN,
+             paths.NTYPE_VAL, paths.NTYPE_TEST, paths.MIXED_TRAIN, paths.MIXED_IMAGES]
+LABEL_DBS = sorted(paths.MIXED_LABELS.values())
+STOCK_TYPES = {"Data", "Convolution", "Pooling", "ReLU", "LRN", "InnerProduct", "Dropout",
+               "SoftmaxWithLoss", "Accuracy", "Python"}
+
+
+def write_fixture(root, name, num=4):
+    """A tiny `exp/db/<name>` with every LMDB, the mean file and a valid matrix C."""
+    rng = np.random.RandomState(0)
+    exp = os.path.join(root, "exp")
+    db = paths.db_dir(name, exp)
+    os.makedirs(db)
+    shape = SHAPES[name]
+    num_classes = models.DATASETS[name].num_classes
+    for lmdb_name in IMAGE_DBS:
+        with lmdb_io.LmdbWriter(os.path.join(db, lmdb_name)) as w:
+            for i in range(num):
+                image = rng.randint(0, 256, size=shape).astype(np.uint8)
+                w.put("%08d_img%d.png" % (i, i), lmdb_io.image_datum(image, i % 3))
+    for lmdb_name in LABEL_DBS:
+        with lmdb_io.LmdbWriter(os.path.join(db, lmdb_name)) as w:
+            for i in range(num):
+                w.put("%08d" % i, lmdb_io.label_datum(-1 if i % 2 else i % 3))
+    blob_io.write_blobproto(paths.mean_file(name, exp), np.full((1,) + shape, 100.0))
+    matrix_c = (np.ones((num_classes, num_classes)) - np.eye(num_classes)) / (num_classes - 1)
+    blob_io.write_blobproto(paths.matrix_c_file(name, exp), matrix_c[None, None])
+    return db
+
+
+def prototxts(name):
+    return sorted(glob.glob(os.path.join(REPO, "prototxt", name, "*.prototxt")))
+
+
+@pytest.mark.parametrize("name", paths.DATASETS)
+def test_committed_prototxt_matches_the_generator(name):
+    out_dir, messages = models.experiment(name)
+    assert sorted(os.path.basename(p) for p in prototxts(name)) == sorted(messages)
+    for file_name, message in messages.items():
+        with open(os.path.join(REPO, out_dir, file_name)) as f:
+            assert f.read() == text_format.MessageToString(message), (
+                "%s/%s is stale: run tools/make_prototxt.py" % (out_dir, file_name))
+
+
+@pytest.mark.parametrize("name", paths.DATASETS)
+def test_prototxt_uses_stock_layers_and_no_fork_fields(name):
+    from caffe.proto import caffe_pb2
+    for path in prototxts(name):
+        text = open(path).read()
+        for fork_only in ("richness", "softmax_noisy_label_loss_param", "blob_proto", "solver_mode"):
+            assert fork_only not in text, (path, fork_only)
+        if "_solver" in path:
+            continue
+        net = text_format.Merge(text, caffe_pb2.NetParameter())
+        assert {layer.type for layer in net.layer} <= STOCK_TYPES, path
+        for layer in net.layer:
+            if layer.type == "Python":
+                assert layer.python_param.module == "noisy_label.layers"
+                assert list(layer.loss_weight) == [1.0]
+
+
+@pytest.mark.parametrize("name", paths.DATASETS)
+def test_every_net_constructs_in_stock_caffe(name, tmp_path, monkeypatch):
+    import caffe
+    write_fixture(str(tmp_path), name)
+    monkeypatch.chdir(tmp_path)   # the committed sources are relative: exp/db/<name>/...
+    for path in prototxts(name):
+        if "_solver" in path:
+            continue
+        phases = [caffe.TEST] if path.endswith("_test.prototxt") else [caffe.TRAIN, caffe.TEST]
+        for phase in phases:
+            net = caffe.Net(path, phase)
+            assert net.blobs["data"].data.shape[1:] == (
+                (3, 227, 227) if name == "clothing1M" else SHAPES[name])
+            del net
+
+
+def test_clothing1m_joint_stages_differ_as_the_paper(tmp_path):
+    _, messages = models.experiment("clothing1M")
+    stage1, stage2 = (messages["noisy_label_loss_trainval.stage%d.prototxt" % i] for i in (1, 2))
+    layers1 = {layer.name: layer for layer in stage1.layer}
+    layers2 = {layer.name: layer for layer in stage2.layer}
+    assert list(layers1["loss_clean"].loss_weight) == [pytest.approx(0.1)]
+    assert "loss_ntype" not in layers1
+    assert '"update_noise_lr": 0.0' in layers1["loss_noisy"].python_param.param_str
+    assert list(layers2["loss_clean"].loss_weight) == [1.0]
+    assert list(layers2["loss_ntype"].loss_weight) == [pytest.approx(0.1)]
+    assert '"update_noise_lr": 0.1' in layers2["loss_noisy"].python_param.param_str
+    solvers = {k: v for k, v in messages.items() if "_solver" in k}
+    assert solvers["noisy_label_loss_solver.stage1.prototxt"].max_iter == 100000
+    assert solvers["noisy_label_loss_solver.stage2.prototxt"].max_iter == 160000
+    # Stage 2 resumes stage 1's solverstate: the same snapshot prefix.
+    assert (solvers["noisy_label_loss_solver.stage1.prototxt"].snapshot_prefix
+            == solvers["noisy_label_loss_solver.stage2.prototxt"].snapshot_prefix)
+
+
+def test_caffe_test_runs_the_clothing1m_test_net(tmp_path):
+    import caffe
+    write_fixture(str(tmp_path), "clothing1M", num=3)
+    model = os.path.join(REPO, "prototxt", "clothing1M", "noisy_label_loss_test.prototxt")
+    cwd = os.getcwd()
+    os.chdir(str(tmp_path))
+    try:
+        caffe.Net(model, caffe.TEST).save(str(tmp_path / "random.caffemodel"))
+    finally:
+        os.chdir(cwd)
+    log = run_caffe(["test", "-model", model, "-weights", str(tmp_path / "random.caffemodel"),
+                     "-iterations", "2"], cwd=str(tmp_path)).stdout
+    assert "Use CPU." in log or "Use GPU" in log
+    assert re.search(r"caffe.cpp:\d+\] accuracy = [0-9.]+", log), log[-2000:]
+
+
+def test_init_layer_maps_follow_the_original_release():
+    (clean_stage, clean), (ntype_stage, ntype) = models.init_layer_maps("cifar10")
+    assert (clean_stage, ntype_stage) == ("clean", "ntype")
+    assert clean == {n: n + "_clean" for n in ("conv1", "conv2", "conv3", "ip1", "ip2")}
+    assert ntype == {n: n + "_ntype" for n in ("conv1", "conv2", "conv3")}
+    (_, clean), (_, ntype) = models.init_layer_maps("clothing1M")
+    assert clean["fc8_clothing"] == "fc8_clean" and clean["fc7"] == "fc7_clean"
+    assert sorted(ntype) == ["conv1", "conv2", "conv3", "conv4", "conv5"]

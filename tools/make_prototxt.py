@@ -1,0 +1,20 @@
+#!/usr/bin/env python
+"""Write the nets and solvers of each dataset's workflow into prototxt/<dataset>/ (or --exp)."""
+import argparse
+
+from noisy_label import models, paths
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("datasets", nargs="*", default=list(paths.DATASETS),
+                        help="datasets (default: all of %s)" % ", ".join(paths.DATASETS))
+    parser.add_argument("--exp", help="write a copy whose sources point under this experiment root")
+    parser.add_argument("--seed", type=int, default=1, help="the solvers' random_seed (default 1)")
+    args = parser.parse_args()
+    for name in args.datasets:
+        print(models.write_dataset(paths.check_dataset(name), args.exp, args.seed))
+
+
+if __name__ == "__main__":
+    main()

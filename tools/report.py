@@ -1,0 +1,23 @@
+#!/usr/bin/env python
+"""Write report.md and report.png (test accuracy per stage, mean ± std over seeds) for a dataset."""
+import argparse
+
+from noisy_label import paths, report
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("dataset", choices=paths.DATASETS)
+    parser.add_argument("--exp", help="experiment root (default: $EXP or exp/)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1],
+                        help="seeds whose runs to aggregate: the first lives in EXP, the others "
+                             "in EXP/seeds/<seed> (default: 1)")
+    args = parser.parse_args()
+    exps = [paths.seed_root(args.exp, seed, args.seeds[0]) for seed in args.seeds]
+    out_dir = paths.log_dir(args.dataset, args.exp)
+    print(report.write(args.dataset, exps, args.seeds, out_dir))
+    print("written: %s/report.md, report.png" % out_dir)
+
+
+if __name__ == "__main__":
+    main()
