@@ -38,6 +38,11 @@ DEMO_SEEDS ?= 1 2 3
 demo: venv
 	$(IN_VENV) python tools/demo.py --seeds $(DEMO_SEEDS)
 
+# images/s of noisy_label.train on 1 and 2 MPI ranks beside stock caffe train (CPU)
+.PHONY: bench-mpi
+bench-mpi: venv
+	$(IN_VENV) python bench/bench_mpi.py
+
 # make lmdb DATASET=cifar10|clothing1M|digits [DATA_ROOT=dir] [SEED=n] [FORCE=1] [NOISE_LEVEL=0.5]
 #   [NUM_CLEAN=n] [RESIZE=256] [UPSAMPLE=1.0] [ENCODED=1] [SKIP_BAD=1]: LMDBs, mean, C in $(EXP)/db/
 lmdb: venv
