@@ -5,6 +5,8 @@
 #   make caffe [CUDA=1] [CAFFE_SRC=dir]   build stock BVLC Caffe into ~/.cache/noisy-label-caffe
 #   make venv                    .venv with pinned deps, pycaffe and the `caffe` launcher
 #   make lmdb DATASET=digits|cifar10|clothing1M   LMDBs, mean file, matrix C in $EXP/db/<dataset>
+#   make train DATASET=digits|cifar10|clothing1M  the dataset's training stages (scripts/<dataset>/)
+#   make bench                   the benchmarks in bench/ (ratios against the stock Caffe tools)
 #   make docker | docker-cpu     the CUDA / CPU image (docker/); DOCKER=podman|buildah,
 #                                DOCKER_FLAGS='--build-arg BASE_IMAGE=...' pass through
 #
@@ -42,6 +44,9 @@ demo: venv
 .PHONY: bench-mpi
 bench-mpi: venv
 	$(IN_VENV) python bench/bench_mpi.py
+
+bench: venv bench-mpi
+	$(IN_VENV) python bench/bench_noisy_loss.py && python bench/bench_lmdb.py
 
 # make lmdb DATASET=cifar10|clothing1M|digits [DATA_ROOT=dir] [SEED=n] [FORCE=1] [NOISE_LEVEL=0.5]
 #   [NUM_CLEAN=n] [RESIZE=256] [UPSAMPLE=1.0] [ENCODED=1] [SKIP_BAD=1]: LMDBs, mean, C in $(EXP)/db/

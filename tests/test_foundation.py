@@ -1,6 +1,7 @@
 """Stock BVLC Caffe from the project's build: pycaffe, the caffe CLI and Python layers."""
 import os
 import shutil
+import subprocess
 
 import numpy as np
 
@@ -78,3 +79,38 @@ def test_snapshot_restores_the_python_layer_blob(tmp_path, digits_lmdbs):
     # The CLI resumes from the same solverstate and carries on to max_iter.
     log = run_caffe(["train", "-solver", solver_file, "-snapshot", prefix + ".solverstate"]).stdout
     assert "Resuming from" in log and "Optimization Done" in log
+
+
+def build_caffe(env_extra, *args):
+    env = dict(os.environ, **env_extra)
+    return subprocess.run(["bash", os.path.join(REPO, "scripts", "build_caffe.sh")] + list(args),
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_build_caffe_names_a_bad_caffe_src(tmp_path):
+    proc = build_caffe({"CAFFE_SRC": str(tmp_path / "nowhere"), "CAFFE_CACHE": str(tmp_path)})
+    assert proc.returncode != 0
+    assert "CAFFE_SRC=%s is not a directory" % (tmp_path / "nowhere") in proc.stderr
+    proc = build_caffe({"CAFFE_SRC": str(tmp_path), "CAFFE_CACHE": str(tmp_path)})
+    assert proc.returncode != 0
+    assert "does not look like a BVLC Caffe checkout" in proc.stderr
+
+
+def test_a_failed_build_leaves_no_cache_entry(tmp_path):
+    src, cache = tmp_path / "caffe", tmp_path / "cache"
+    (src / "src" / "caffe").mkdir(parents=True)
+    # Our patches apply to src/caffe/util/io.cpp: give them the line they change.
+    (src / "src" / "caffe" / "util").mkdir()
+    io_cpp = os.path.join(REPO, "patches", "caffe", "protobuf-settotalbyteslimit.patch")
+    original = [l[1:] for l in open(io_cpp).read().splitlines()[4:] if l[:1] in (" ", "-")]
+    (src / "src" / "caffe" / "util" / "io.cpp").write_text(
+        "\n" * 49 + "\n".join(original) + "\n")
+    (src / "CMakeLists.txt").write_text('cmake_minimum_required(VERSION 3.5)\nproject(x)\n'
+                                        'message(FATAL_ERROR "this checkout is broken")\n')
+    env = {"CAFFE_SRC": str(src), "CAFFE_CACHE": str(cache)}
+    for attempt in range(2):   # a re-run after a failure fails the same way, and cleanly
+        proc = build_caffe(env)
+        assert proc.returncode != 0
+        assert "this checkout is broken" in proc.stderr and "cmake configure failed" in proc.stderr
+        assert os.listdir(str(cache)) == [], os.listdir(str(cache))
+    assert build_caffe(env, "--prefix").returncode == 1

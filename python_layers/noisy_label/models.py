@@ -361,6 +361,18 @@ def solver_file_name(name, stage):
     return stage_nets(name)[stage].replace("_trainval", "_solver") + ".prototxt"
 
 
+def read_prototxt(path, message):
+    """Merge a prototxt file into `message`; ValueError naming the file (and line) if it fails."""
+    try:
+        with open(path) as f:
+            text_format.Merge(f.read(), message)
+    except IOError as e:
+        raise ValueError("%s: %s" % (path, e.strerror))
+    except text_format.ParseError as e:
+        raise ValueError("%s:%s" % (path, e))
+    return message
+
+
 def _learnable_layers(net):
     return [layer.name for layer in net.layer if layer.type in ("Convolution", "InnerProduct")]
 

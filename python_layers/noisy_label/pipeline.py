@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import sys
 
-from google.protobuf import text_format
 from tqdm import tqdm
 
 from noisy_label import caffe_log, models, paths
@@ -53,10 +52,7 @@ class Experiment(object):
 
     def solver(self, stage):
         from caffe.proto import caffe_pb2
-        solver = caffe_pb2.SolverParameter()
-        with open(self.solver_file(stage)) as f:
-            text_format.Merge(f.read(), solver)
-        return solver
+        return models.read_prototxt(self.solver_file(stage), caffe_pb2.SolverParameter())
 
     def final(self, stage, ext=".caffemodel"):
         """The snapshot a stage ends with: <snapshot_prefix>_iter_<max_iter><ext>."""

@@ -27,6 +27,8 @@ from mpi4py import MPI
 import caffe
 from caffe.proto import caffe_pb2
 
+from noisy_label import models
+
 
 class TrainError(Exception):
     """A bad flag, solver or net: reported as one line, without a traceback."""
@@ -82,15 +84,10 @@ def device_ids(gpu, solver_param, ranks_on_host):
 
 def read_solver(path):
     """SolverParameter of a prototxt file; a clear error naming the file and line."""
-    param = caffe_pb2.SolverParameter()
     try:
-        with open(path) as f:
-            text_format.Merge(f.read(), param)
-    except IOError as e:
-        raise TrainError("-solver %s: %s" % (path, e.strerror))
-    except text_format.ParseError as e:
-        raise TrainError("-solver %s:%s" % (path, e))
-    return param
+        return models.read_prototxt(path, caffe_pb2.SolverParameter())
+    except ValueError as e:
+        raise TrainError("-solver %s" % e)
 
 
 def train_net_param(solver_param):
@@ -99,15 +96,10 @@ def train_net_param(solver_param):
         if solver_param.HasField(field):
             return "<solver %s>" % field, getattr(solver_param, field)
     path = solver_param.train_net or solver_param.net
-    net = caffe_pb2.NetParameter()
     try:
-        with open(path) as f:
-            text_format.Merge(f.read(), net)
-    except IOError as e:
-        raise TrainError("net %s: %s" % (path, e.strerror))
-    except text_format.ParseError as e:
-        raise TrainError("net %s:%s" % (path, e))
-    return path, net
+        return path, models.read_prototxt(path, caffe_pb2.NetParameter())
+    except ValueError as e:
+        raise TrainError("net %s" % e)
 
 
 def check_train_sources(solver_param):
