@@ -1,5 +1,6 @@
 """The digits workflow end to end with the real `caffe` tool: stages, init, skip, report, logs."""
 import os
+import re
 import subprocess
 import sys
 
@@ -67,6 +68,9 @@ def test_unknown_stage_and_missing_weights_are_clear_errors(digits_run, tmp_path
     empty = pipeline.Experiment("digits", str(tmp_path), seed=1)
     with pytest.raises(pipeline.StageError, match=r"noisy_gt_ft_clean needs .*clean_iter_1000"):
         empty.run(["noisy_gt_ft_clean"])
+    with pytest.raises(pipeline.StageError, match=r"\[digits\] clean: no LMDBs in %s; run make "
+                       r"lmdb DATASET=digits first" % re.escape(paths.db_dir("digits", str(tmp_path)))):
+        empty.run(["clean"])
 
 
 def test_report_table_and_plot(digits_run, tmp_path):
@@ -79,6 +83,15 @@ def test_report_table_and_plot(digits_run, tmp_path):
     with open(str(tmp_path / "report.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert open(str(tmp_path / "report.md")).read() == text
+
+
+def test_report_without_logs_says_what_to_run(tmp_path):
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", "report.py"), "digits",
+                           "--exp", str(tmp_path)], stderr=subprocess.PIPE, text=True)
+    assert proc.returncode != 0
+    assert "error: no digits training logs with a test accuracy under %s" % os.path.join(
+        str(tmp_path), "logs", "digits") in proc.stderr
+    assert "run make train DATASET=digits first" in proc.stderr
 
 
 def test_parse_log_cli_writes_csv_and_plot(digits_run, tmp_path):

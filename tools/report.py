@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Write report.md and report.png (test accuracy per stage, mean ± std over seeds) for a dataset."""
 import argparse
+import sys
 
 from noisy_label import paths, report
 
@@ -15,7 +16,10 @@ def main():
     args = parser.parse_args()
     exps = [paths.seed_root(args.exp, seed, args.seeds[0]) for seed in args.seeds]
     out_dir = paths.log_dir(args.dataset, args.exp)
-    print(report.write(args.dataset, exps, args.seeds, out_dir))
+    try:
+        print(report.write(args.dataset, exps, args.seeds, out_dir))
+    except ValueError as e:
+        sys.exit("error: %s" % e)
     print("written: %s/report.md, report.png" % out_dir)
 
 

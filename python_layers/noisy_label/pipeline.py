@@ -117,6 +117,10 @@ class Experiment(object):
                 if not os.path.exists(path):
                     raise StageError("[%s] %s needs %s, which does not exist" % (self.name, stage, path))
                 args += [flag, path]
+        db = paths.db_dir(self.name, self.exp)
+        if not os.path.isdir(db):
+            raise StageError("[%s] %s: no LMDBs in %s; run make lmdb DATASET=%s first"
+                             % (self.name, stage, db, self.name))
         os.makedirs(self.snapshot_dir, exist_ok=True)
         self.caffe(args, stage, total=self.solver(stage).max_iter)
         if not os.path.exists(final):

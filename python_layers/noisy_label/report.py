@@ -36,6 +36,10 @@ def stage_accuracies(name, exp):
 def summarize(name, exps):
     """{stage: array of final accuracies, one per experiment root that has the stage}."""
     per_seed = [stage_accuracies(name, exp) for exp in exps]
+    if not any(per_seed):
+        raise ValueError("no %s training logs with a test accuracy under %s (run make train "
+                         "DATASET=%s first)" % (name, ", ".join(paths.log_dir(name, e) for e in exps),
+                                                name))
     return {stage: np.array([acc[stage] for acc in per_seed if stage in acc])
             for stage in models.stage_nets(name) if any(stage in acc for acc in per_seed)}
 
