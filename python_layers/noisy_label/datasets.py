@@ -23,7 +23,7 @@ import tempfile
 
 import numpy as np
 
-from noisy_label import blob_io, imageset, lmdb_io, matrix_c, mean, noise, paths
+from noisy_label import blob_io, download, imageset, lmdb_io, matrix_c, mean, noise, paths
 
 NUM_CLASSES = {"cifar10": 10, "digits": 10, "clothing1M": 14}
 # The options each dataset takes, with their defaults (`make lmdb` passes only those given).
@@ -63,14 +63,11 @@ def cifar10_dir(data_root, url=paths.CIFAR10_URL):
     print("CIFAR-10 python batches not found in %s; downloading %s" % (data_root, url))
     created = not os.path.isdir(data_root)
     try:
-        import urllib.request
         os.makedirs(data_root, exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=".cifar10.", dir=data_root)
         try:
-            tarball = os.path.join(tmp, "cifar-10-python.tar.gz")
-            with urllib.request.urlopen(url, timeout=CIFAR10_DOWNLOAD_TIMEOUT) as response, \
-                    open(tarball, "wb") as f:
-                shutil.copyfileobj(response, f)
+            tarball = download.fetch(url, os.path.join(tmp, "cifar-10-python.tar.gz"),
+                                     CIFAR10_DOWNLOAD_TIMEOUT)
             with tarfile.open(tarball) as tar:
                 # Only the batch files: no links or paths outside (no tarfile filters in 3.11.2).
                 tar.extractall(tmp, [m for m in tar.getmembers() if m.isfile()

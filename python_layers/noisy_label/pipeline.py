@@ -17,7 +17,7 @@ import sys
 
 from tqdm import tqdm
 
-from noisy_label import caffe_log, models, paths
+from noisy_label import caffe_log, download, lmdb_io, models, paths
 
 IMAGENET_WEIGHTS = "bvlc_reference_caffenet.caffemodel"
 IMAGENET_URL = "http://dl.caffe.berkeleyvision.org/bvlc_reference_caffenet.caffemodel"
@@ -154,7 +154,7 @@ class Experiment(object):
             iterations = CLOTHING1M_TEST_ITERATIONS
         else:
             batch = models.DATASETS[self.name].test_batch
-            iterations = int(math.ceil(lmdb_count(os.path.join(paths.db_dir(self.name, self.exp),
+            iterations = int(math.ceil(lmdb_io.count(os.path.join(paths.db_dir(self.name, self.exp),
                                                                "test")) / float(batch)))
         log = self.caffe(["test", "-model", model, "-weights", self.final(stage),
                           "-iterations", str(iterations)], "test", total=None)
@@ -209,28 +209,13 @@ def _progress(bar, line):
         bar.set_postfix_str("test accuracy %s" % line.rsplit("=", 1)[1].strip())
 
 
-def lmdb_count(path):
-    import lmdb
-    env = lmdb.open(path, readonly=True, lock=False)
-    try:
-        return env.stat()["entries"]
-    finally:
-        env.close()
-
-
 def fetch(url, path):
-    """Download url to path (temporary name, then rename); a clear message when offline."""
-    import urllib.request
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    """Download url to path; a StageError saying where to put the file when offline."""
     try:
-        with urllib.request.urlopen(url, timeout=30) as response, open(path + ".part", "wb") as f:
-            shutil.copyfileobj(response, f)
+        download.fetch(url, path)
     except OSError as e:
-        if os.path.exists(path + ".part"):
-            os.unlink(path + ".part")
         raise StageError("could not download %s (%s).\nPut the file at %s and re-run."
                          % (url, e, path))
-    os.replace(path + ".part", path)
 
 
 def gpu_available():
