@@ -183,7 +183,8 @@ class Dataset(object):
 
 DATASETS = {
     "cifar10": Dataset(
-        "cifar10", 10, cifar_quick_tower, {}, 100, 100, 100,
+        "cifar10", num_classes=10, tower=cifar_quick_tower, transform={}, train_batch=100,
+        test_batch=100, test_iter=100,
         solver=dict(momentum=0.9, weight_decay=0.004, display=100, average_loss=100,
                     lr_policy="step", gamma=0.1),
         schedules={"clean": dict(base_lr=0.001, stepsize=4000, max_iter=5000, test_interval=500),
@@ -194,7 +195,8 @@ DATASETS = {
                    "noisy_label_loss": dict(base_lr=0.001, stepsize=4000, max_iter=6000,
                                             test_interval=500)}),
     "digits": Dataset(
-        "digits", 10, digits_tower, {"scale": 0.00390625}, 50, 100, 5,
+        "digits", num_classes=10, tower=digits_tower, transform={"scale": 0.00390625},
+        train_batch=50, test_batch=100, test_iter=5,
         solver=dict(momentum=0.9, weight_decay=0.0005, display=50, average_loss=50,
                     lr_policy="step", gamma=0.1),
         # Every stage at the clean net's learning rate, as the CIFAR-10 workflow: the mixed
@@ -206,7 +208,9 @@ DATASETS = {
                    "noisy_label_loss": dict(base_lr=0.01, stepsize=800, max_iter=1000,
                                             test_interval=100)}),
     "clothing1M": Dataset(
-        "clothing1M", 14, caffenet_tower, {"crop_size": 227, "mirror": True}, 128, 100, 144,
+        "clothing1M", num_classes=14, tower=caffenet_tower,
+        transform={"crop_size": 227, "mirror": True}, train_batch=128, test_batch=100,
+        test_iter=144,
         solver=dict(momentum=0.9, weight_decay=0.0005, display=20, average_loss=20,
                     lr_policy="step", gamma=0.1, test_initialization=True),
         schedules={"clean": dict(base_lr=0.001, stepsize=10000, max_iter=15000, test_interval=1000),
