@@ -62,6 +62,16 @@ def test_a_rerun_skips_finished_stages(digits_run, capsys):
         assert os.path.getmtime(os.path.join(digits_run.log_dir, stage + ".log")) == mtime
 
 
+def test_make_train_runs_the_dataset_script(digits_run):
+    # make train -> scripts/digits/train.sh -> tools/run_stages.py; every stage is done already.
+    proc = subprocess.run(["make", "-s", "train", "DATASET=digits", "EXP=" + digits_run.exp],
+                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    for stage in list(models.stage_nets("digits")) + ["init"]:
+        assert "[digits] %s: done" % stage in proc.stdout
+    assert "[digits] test accuracy: " in proc.stdout
+
+
 def test_unknown_stage_and_missing_weights_are_clear_errors(digits_run, tmp_path):
     with pytest.raises(pipeline.StageError, match="unknown stage 'cleen' for digits; stages: clean"):
         digits_run.run(["cleen"])

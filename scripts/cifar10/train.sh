@@ -7,4 +7,4 @@
 #   noisy_label_loss   the joint net with the noisy-label loss          (6000 iterations)
 #   test               caffe test of the joint net's clean tower
 # A stage whose final snapshot exists is skipped.  Usage: scripts/cifar10/train.sh [--stage S]
-cd "$(dirname "$0")/../.." && exec .venv/bin/python tools/train.py cifar10 "$@"
+cd "$(dirname "$0")/../.." && exec .venv/bin/python tools/run_stages.py cifar10 "$@"

@@ -8,4 +8,4 @@
 #                            loss 0.1, update_noise_lr 0.1                                 (160k)
 #   test                     caffe test -iterations 106 on the clean test set
 # Uses -gpu 0 when a GPU is present.  Usage: scripts/clothing1M/train.sh [--stage S] [--gpu N]
-cd "$(dirname "$0")/../.." && exec .venv/bin/python tools/train.py clothing1M "$@"
+cd "$(dirname "$0")/../.." && exec .venv/bin/python tools/run_stages.py clothing1M "$@"

@@ -1,8 +1,9 @@
 #!/usr/bin/env python
-"""Run a dataset's training workflow with the stock `caffe` tool (see noisy_label.pipeline).
+"""Run the stages of a dataset's training workflow with the stock `caffe` tool
+(noisy_label.pipeline; for data-parallel `caffe train` on MPI ranks see noisy_label.train).
 
-    python tools/train.py cifar10                 # every stage, skipping finished ones
-    python tools/train.py clothing1M --stage test # one stage
+    python tools/run_stages.py cifar10                 # every stage, skipping finished ones
+    python tools/run_stages.py clothing1M --stage test # one stage
 """
 import argparse
 import os
