@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from noisy_label import matrix_c, noise
+from noisy_label import matrix_c, noise, noisy_loss
 
 
 def reference_matrix_c(labels, noisy_labels, n):
@@ -127,8 +127,8 @@ def test_noise_types():
     noisy = [0, 1, 2, 3, 0]
     types = matrix_c.noise_types(labels, noisy, c)
     # 1/(N-1) = 1/3: 0.9 is confusing, 0.1 and 0 are random.
-    assert list(types) == [matrix_c.NOISE_FREE, matrix_c.CONFUSING, matrix_c.RANDOM,
-                           matrix_c.RANDOM, matrix_c.RANDOM]
+    assert list(types) == [noisy_loss.NOISE_FREE, noisy_loss.CONFUSING_NOISE,
+                           noisy_loss.RANDOM_NOISE, noisy_loss.RANDOM_NOISE, noisy_loss.RANDOM_NOISE]
 
 
 def test_labels_outside_range_are_named():

@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-NOISE_FREE, RANDOM, CONFUSING = 0, 1, 2
+from noisy_label.noisy_loss import CONFUSING_NOISE, NOISE_FREE, RANDOM_NOISE
 
 
 def check_labels(labels, num_classes, what="label"):
@@ -80,7 +80,7 @@ def noise_types(labels, noisy_labels, matrix_c):
     C[noisy, true] <= 1/(N-1); else 2 (confusing). matrix_c: (N, N) [noisy, true]."""
     labels, noisy_labels = np.asarray(labels, np.int64), np.asarray(noisy_labels, np.int64)
     confusing = matrix_c[noisy_labels, labels] > 1.0 / (len(matrix_c) - 1)
-    return np.where(labels == noisy_labels, NOISE_FREE, np.where(confusing, CONFUSING, RANDOM))
+    return np.where(labels == noisy_labels, NOISE_FREE, np.where(confusing, CONFUSING_NOISE, RANDOM_NOISE))
 
 
 def format_matrix(matrix):

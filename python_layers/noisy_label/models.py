@@ -22,9 +22,9 @@ import os
 from google.protobuf import text_format
 
 from noisy_label import paths
+from noisy_label.noisy_loss import NUM_NOISE_TYPES
 
 TRAIN, TEST = 0, 1
-NUM_NOISE_TYPES = 3
 PHASE_TRAIN = {"include": [{"phase": TRAIN}]}
 
 # The reference accuracies of SPEC §5, shown beside ours in reports.
