@@ -33,23 +33,54 @@ def test_every_stage_leaves_its_snapshot_and_log(digits_run):
     assert caffe_log.final_test(test_log) > 0.8
 
 
-def test_init_copies_the_clean_net_and_the_noise_type_convs(digits_run):
+def assert_joint_starts_from_the_trained_nets(joint, clean, ntype):
+    """Every `*_clean` / `*_ntype` layer of the joint net equals the trained net's layer of the
+    same name, else of its unsuffixed name (the original release's init step)."""
+    towers = {"_clean": clean, "_ntype": ntype}
+    checked = 0
+    for layer, blobs in joint.params.items():
+        suffix = layer[-6:]
+        if suffix not in towers:
+            continue
+        source = towers[suffix]
+        name = layer if layer in source.params else layer[:-len(suffix)]
+        assert len(blobs) == len(source.params[name]), layer
+        for i, blob in enumerate(blobs):
+            np.testing.assert_array_equal(blob.data, source.params[name][i].data,
+                                          err_msg="%s <- %s[%d]" % (layer, name, i))
+        checked += 1
+    return checked
+
+
+def test_init_copies_both_trained_nets_whole(digits_run):
     import caffe
     net = lambda stage: digits_run.solver(stage).net
     clean = caffe.Net(net("clean"), caffe.TEST, weights=digits_run.final("clean"))
     ntype = caffe.Net(net("ntype"), caffe.TEST, weights=digits_run.final("ntype"))
     joint = caffe.Net(net("noisy_label_loss"), caffe.TRAIN, weights=digits_run.init_weights())
-    for layer in ("conv1", "conv2", "ip1", "ip2"):
-        for i in range(2):
-            np.testing.assert_array_equal(joint.params[layer + "_clean"][i].data,
-                                          clean.params[layer][i].data)
-    for layer in ("conv1", "conv2"):
-        np.testing.assert_array_equal(joint.params[layer + "_ntype"][0].data,
-                                      ntype.params[layer][0].data)
-    # The noise-type head is not copied: it starts from its fillers in the joint net.
-    assert not np.array_equal(joint.params["ip2_ntype"][0].data, ntype.params["ip2_ntype"][0].data)
+    # conv1, conv2, ip1, ip2 of each tower, the noise-type head (ip1_ntype, ip2_ntype) included.
+    assert assert_joint_starts_from_the_trained_nets(joint, clean, ntype) == 8
     # C is the loss layer's parameter blob, carried in the snapshot.
     assert joint.params["loss_noisy"][0].data.shape == (1, 1, 10, 10)
+
+
+def test_clothing1m_init_copies_caffenet_towers_whole(tmp_path, monkeypatch):
+    """Clothing1M's init on two random CaffeNets: fc8_clean and fc6_ntype..fc8_ntype too."""
+    import caffe
+    from test_prototxt import write_fixture
+    write_fixture(str(tmp_path), "clothing1M", num=2)
+    monkeypatch.chdir(tmp_path)                   # the prototxts read exp/db/... from here
+    experiment = pipeline.Experiment("clothing1M", str(tmp_path / "exp"))
+    os.makedirs(experiment.snapshot_dir)
+    for stage in ("clean", "ntype"):
+        caffe.Net(experiment.solver(stage).net, caffe.TRAIN).save(experiment.final(stage))
+    experiment.init()
+    net = lambda stage: experiment.solver(stage).net
+    clean = caffe.Net(net("clean"), caffe.TEST, weights=experiment.final("clean"))
+    ntype = caffe.Net(net("ntype"), caffe.TEST, weights=experiment.final("ntype"))
+    joint = caffe.Net(net("noisy_label_loss_stage1"), caffe.TRAIN,
+                      weights=experiment.init_weights())
+    assert assert_joint_starts_from_the_trained_nets(joint, clean, ntype) == 16
 
 
 def test_a_rerun_skips_finished_stages(digits_run, capsys):

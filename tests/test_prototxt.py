@@ -126,10 +126,79 @@ def test_caffe_test_runs_the_clothing1m_test_net(tmp_path):
 
 
 def test_init_layer_maps_follow_the_original_release():
+    # Its init scripts' renames plus every layer both nets have by name (copy_params.py).
     (clean_stage, clean), (ntype_stage, ntype) = models.init_layer_maps("cifar10")
     assert (clean_stage, ntype_stage) == ("clean", "ntype")
     assert clean == {n: n + "_clean" for n in ("conv1", "conv2", "conv3", "ip1", "ip2")}
-    assert ntype == {n: n + "_ntype" for n in ("conv1", "conv2", "conv3")}
+    assert ntype == dict({n: n + "_ntype" for n in ("conv1", "conv2", "conv3")},
+                         ip1_ntype="ip1_ntype", ip2_ntype="ip2_ntype")
     (_, clean), (_, ntype) = models.init_layer_maps("clothing1M")
-    assert clean["fc8_clothing"] == "fc8_clean" and clean["fc7"] == "fc7_clean"
-    assert sorted(ntype) == ["conv1", "conv2", "conv3", "conv4", "conv5"]
+    assert clean == dict({n: n + "_clean" for n in ("conv1", "conv2", "conv3", "conv4", "conv5",
+                                                     "fc6", "fc7")}, fc8_clean="fc8_clean")
+    assert ntype == dict({n: n + "_ntype" for n in ("conv1", "conv2", "conv3", "conv4", "conv5")},
+                         fc6_ntype="fc6_ntype", fc7_ntype="fc7_ntype", fc8_ntype="fc8_ntype")
+
+
+# The original release's solvers (models/<dataset>/*_solver.prototxt), field by field; ours
+# differ only in random_seed (fixed, for repeatable runs) and solver_mode (left to -gpu).
+ORIGINAL_SOLVERS = {
+    ("cifar10", "clean"): dict(test_iter=[100], test_interval=500, test_initialization=False,
+                               base_lr=0.001, stepsize=4000, max_iter=5000, snapshot=5000),
+    ("cifar10", "noisy_gt_ft_clean"): dict(test_iter=[100], test_interval=500,
+                                           test_initialization=True, base_lr=0.001,
+                                           stepsize=4000, max_iter=6000, snapshot=6000),
+    ("cifar10", "ntype"): dict(test_iter=[100], test_interval=500, test_initialization=False,
+                               base_lr=0.0001, stepsize=1000, max_iter=1500, snapshot=1500),
+    ("cifar10", "noisy_label_loss"): dict(test_iter=[100], test_interval=500,
+                                          test_initialization=True, base_lr=0.001, stepsize=4000,
+                                          max_iter=6000, snapshot=8000),
+    ("clothing1M", "clean"): dict(test_iter=[144], test_interval=200, test_initialization=True,
+                                  base_lr=0.001, stepsize=10000, max_iter=15000, snapshot=10000),
+    ("clothing1M", "ntype"): dict(test_iter=[75], test_interval=200, test_initialization=True,
+                                  base_lr=0.001, stepsize=3000, max_iter=5000, snapshot=5000),
+    ("clothing1M", "noisy_label_loss_stage1"): dict(
+        test_iter=[144], test_interval=200, test_initialization=True, base_lr=0.001,
+        stepsize=50000, max_iter=100000, snapshot=10000),
+    ("clothing1M", "noisy_label_loss_stage2"): dict(
+        test_iter=[144], test_interval=200, test_initialization=True, base_lr=0.001,
+        stepsize=50000, max_iter=160000, snapshot=10000),
+}
+COMMON = {"cifar10": dict(lr_policy="step", gamma=0.1, display=100, average_loss=100,
+                          momentum=0.9, weight_decay=0.004),
+          "clothing1M": dict(lr_policy="step", gamma=0.1, display=20, average_loss=20,
+                             momentum=0.9, weight_decay=0.0005)}
+
+
+@pytest.mark.parametrize("name,stage", sorted(ORIGINAL_SOLVERS))
+def test_solvers_follow_the_original_release(name, stage):
+    _, messages = models.experiment(name)
+    solver = messages[models.solver_file_name(name, stage)]
+    for field, value in dict(COMMON[name], **ORIGINAL_SOLVERS[(name, stage)]).items():
+        got = list(getattr(solver, field)) if field == "test_iter" else getattr(solver, field)
+        assert got == pytest.approx(value), (name, stage, field)
+
+
+def learnable(message):
+    return {layer.name: [(p.lr_mult, p.decay_mult) for p in layer.param]
+            for layer in message.layer if layer.type in ("Convolution", "InnerProduct")}
+
+
+def test_learning_rates_and_decay_follow_the_original_release():
+    _, cifar = models.experiment("cifar10")
+    # CIFAR-10: `param { lr_mult: 1 } param { lr_mult: 2 }`: both keep decay_mult 1; the
+    # noise-type net's classifier learns 10x faster.
+    for file_name in ("clean_trainval.prototxt", "noisy_label_loss_trainval.prototxt"):
+        for layer, params in learnable(cifar[file_name]).items():
+            assert params == [(1, 1), (2, 1)], (file_name, layer)
+    ntype = learnable(cifar["ntype_trainval.prototxt"])
+    assert ntype.pop("ip2_ntype") == [(10, 1), (20, 1)]
+    assert set(map(tuple, ntype.values())) == {((1, 1), (2, 1))}
+    # Clothing1M: biases decay_mult 0, and fc8_ntype at lr_mult 1 / 2 like every layer; the
+    # clean classifier is fc8_clean, so the original's caffemodels line up by name.
+    _, clothing = models.experiment("clothing1M")
+    for file_name in ("clean_trainval.prototxt", "ntype_trainval.prototxt",
+                      "noisy_label_loss_trainval.stage2.prototxt"):
+        for layer, params in learnable(clothing[file_name]).items():
+            assert params == [(1, 1), (2, 0)], (file_name, layer)
+    assert "fc8_clean" in learnable(clothing["clean_trainval.prototxt"])
+    assert "fc8_ntype" in learnable(clothing["ntype_trainval.prototxt"])

@@ -5,8 +5,10 @@
         noisy_label_loss_trainval.prototxt init.caffemodel \\
         --map conv1:conv1_clean conv2:conv2_clean ...
 
-A bare LAYER maps to the same name. --target-weights starts from existing weights (e.g. to
-add a second net's layers to the output of a first call); otherwise the target's fillers.
+As the original release's copy_params.py, every layer that both nets have by the same name
+is copied too (a bare LAYER in --map says so explicitly). --target-weights starts from
+existing weights (e.g. to add a second net's layers to the output of a first call);
+otherwise the target's fillers.
 """
 import argparse
 import sys
@@ -22,16 +24,17 @@ def main():
     parser.add_argument("source_weights", help="source .caffemodel")
     parser.add_argument("target_net", help="target net prototxt")
     parser.add_argument("out", help="output .caffemodel")
-    parser.add_argument("--map", nargs="+", required=True, metavar="SOURCE[:TARGET]")
+    parser.add_argument("--map", nargs="*", default=[], metavar="SOURCE[:TARGET]",
+                        help="renames, besides the layers both nets have by the same name")
     parser.add_argument("--target-weights", default=None, help="start from these target weights")
     args = parser.parse_args()
     try:
         layer_map = net_surgery.parse_layer_map(args.map)
-        net_surgery.copy_params(args.source_net, args.source_weights, args.target_net, args.out,
-                                layer_map, args.target_weights)
+        copied = net_surgery.copy_params(args.source_net, args.source_weights, args.target_net,
+                                         args.out, layer_map, args.target_weights)
     except (IOError, ValueError) as e:
         sys.exit("copy_params: %s" % e)
-    print("copied %s -> %s" % (", ".join("%s->%s" % pair for pair in layer_map),
+    print("copied %s -> %s" % (", ".join("%s->%s" % pair for pair in copied),
                                args.out))
 
 

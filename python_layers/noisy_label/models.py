@@ -62,24 +62,25 @@ def add_layer(net, name, type_, bottom=(), top=None, **params):
     return layer
 
 
-def _learnable(lr_mult=1, std=0.01, bias=0.0):
-    """param / filler settings for a conv or inner-product layer (biases: 2x lr, no decay)."""
-    return dict(param=[{"lr_mult": lr_mult, "decay_mult": 1}, {"lr_mult": 2 * lr_mult, "decay_mult": 0}],
+def _learnable(lr_mult=1, std=0.01, bias=0.0, bias_decay=0):
+    """param / filler settings for a conv or inner-product layer (biases: 2x lr, bias_decay)."""
+    return dict(param=[{"lr_mult": lr_mult, "decay_mult": 1},
+                       {"lr_mult": 2 * lr_mult, "decay_mult": bias_decay}],
                 filler={"weight_filler": {"type": "gaussian", "std": std},
                         "bias_filler": {"type": "constant", "value": bias}})
 
 
 def conv(net, name, bottom, num_output, kernel_size, std, pad=0, stride=1, group=1, bias=0.0,
-         lr_mult=1, **extra):
-    spec = _learnable(lr_mult, std, bias)
+         lr_mult=1, bias_decay=0, **extra):
+    spec = _learnable(lr_mult, std, bias, bias_decay)
     cp = dict(num_output=num_output, kernel_size=[kernel_size], pad=[pad], stride=[stride],
               group=group, **spec["filler"])
     return add_layer(net, name, "Convolution", [bottom], param=spec["param"],
                      convolution_param=cp, **extra)
 
 
-def fc(net, name, bottom, num_output, std, bias=0.0, lr_mult=1, **extra):
-    spec = _learnable(lr_mult, std, bias)
+def fc(net, name, bottom, num_output, std, bias=0.0, lr_mult=1, bias_decay=0, **extra):
+    spec = _learnable(lr_mult, std, bias, bias_decay)
     return add_layer(net, name, "InnerProduct", [bottom], param=spec["param"],
                      inner_product_param=dict(num_output=num_output, **spec["filler"]), **extra)
 
@@ -98,71 +99,76 @@ POOL_MAX, POOL_AVE = 0, 1
 # ---- towers: each returns (name of its output blob, names of its conv layers) --------
 
 
-def cifar_quick_tower(net, data, num_output, suffix="", head_suffix=None, head_lr_mult=1, **extra):
+def cifar_quick_tower(net, data, num_output, suffix="", head_suffix=None, head_lr_mult=1,
+                      bias_decay=0, **extra):
     """BVLC's CIFAR-10 quick net. Layers conv1..conv3, ip1, ip2 + suffix (head: head_suffix)."""
     s, h = suffix, suffix if head_suffix is None else head_suffix
-    conv(net, "conv1" + s, data, 32, 5, 0.0001, pad=2, **extra)
+    learn = dict(extra, bias_decay=bias_decay)
+    conv(net, "conv1" + s, data, 32, 5, 0.0001, pad=2, **learn)
     pool(net, "pool1" + s, "conv1" + s, POOL_MAX, **extra)
     relu(net, "relu1" + s, "pool1" + s, **extra)
-    conv(net, "conv2" + s, "pool1" + s, 32, 5, 0.01, pad=2, **extra)
+    conv(net, "conv2" + s, "pool1" + s, 32, 5, 0.01, pad=2, **learn)
     relu(net, "relu2" + s, "conv2" + s, **extra)
     pool(net, "pool2" + s, "conv2" + s, POOL_AVE, **extra)
-    conv(net, "conv3" + s, "pool2" + s, 64, 5, 0.01, pad=2, **extra)
+    conv(net, "conv3" + s, "pool2" + s, 64, 5, 0.01, pad=2, **learn)
     relu(net, "relu3" + s, "conv3" + s, **extra)
     pool(net, "pool3" + s, "conv3" + s, POOL_AVE, **extra)
-    fc(net, "ip1" + h, "pool3" + s, 64, 0.1, **extra)
-    fc(net, "ip2" + h, "ip1" + h, num_output, 0.1, lr_mult=head_lr_mult, **extra)
+    fc(net, "ip1" + h, "pool3" + s, 64, 0.1, **learn)
+    fc(net, "ip2" + h, "ip1" + h, num_output, 0.1, lr_mult=head_lr_mult, **learn)
     return "ip2" + h, ["conv1", "conv2", "conv3"]
 
 
-def digits_tower(net, data, num_output, suffix="", head_suffix=None, head_lr_mult=1, **extra):
+def digits_tower(net, data, num_output, suffix="", head_suffix=None, head_lr_mult=1,
+                 bias_decay=0, **extra):
     """A small conv net for the 8x8 digits: conv1, conv2 (3x3), ip1 (64), ip2."""
     s, h = suffix, suffix if head_suffix is None else head_suffix
-    conv(net, "conv1" + s, data, 16, 3, 0.1, pad=1, **extra)
+    learn = dict(extra, bias_decay=bias_decay)
+    conv(net, "conv1" + s, data, 16, 3, 0.1, pad=1, **learn)
     relu(net, "relu1" + s, "conv1" + s, **extra)
     pool(net, "pool1" + s, "conv1" + s, POOL_MAX, kernel_size=2, stride=2, **extra)
-    conv(net, "conv2" + s, "pool1" + s, 32, 3, 0.1, pad=1, **extra)
+    conv(net, "conv2" + s, "pool1" + s, 32, 3, 0.1, pad=1, **learn)
     relu(net, "relu2" + s, "conv2" + s, **extra)
     pool(net, "pool2" + s, "conv2" + s, POOL_MAX, kernel_size=2, stride=2, **extra)
-    fc(net, "ip1" + h, "pool2" + s, 64, 0.1, **extra)
+    fc(net, "ip1" + h, "pool2" + s, 64, 0.1, **learn)
     relu(net, "relu3" + h, "ip1" + h, **extra)
-    fc(net, "ip2" + h, "ip1" + h, num_output, 0.1, lr_mult=head_lr_mult, **extra)
+    fc(net, "ip2" + h, "ip1" + h, num_output, 0.1, lr_mult=head_lr_mult, **learn)
     return "ip2" + h, ["conv1", "conv2"]
 
 
 def caffenet_tower(net, data, num_output, suffix="", head_suffix=None, head_lr_mult=1,
-                   fc7_outputs=4096, fc67_suffix=None, **extra):
+                   fc7_outputs=4096, fc67_suffix=None, bias_decay=0, **extra):
     """BVLC reference CaffeNet: conv1..conv5 + suffix, fc6/fc7 + fc67_suffix, fc8 + head_suffix.
 
     The clean net keeps ImageNet's names up to fc7 (so `-weights` CaffeNet fills them);
     the noise-type net has its own, narrower fc6_ntype/fc7_ntype.
     """
     s, h = suffix, suffix if head_suffix is None else head_suffix
-    conv(net, "conv1" + s, data, 96, 11, 0.01, stride=4, **extra)
+    learn = dict(extra, bias_decay=bias_decay)
+    conv(net, "conv1" + s, data, 96, 11, 0.01, stride=4, **learn)
     relu(net, "relu1" + s, "conv1" + s, **extra)
     pool(net, "pool1" + s, "conv1" + s, POOL_MAX, **extra)
     lrn = dict(lrn_param=dict(local_size=5, alpha=0.0001, beta=0.75))
     add_layer(net, "norm1" + s, "LRN", ["pool1" + s], **dict(lrn, **extra))
-    conv(net, "conv2" + s, "norm1" + s, 256, 5, 0.01, pad=2, group=2, bias=1.0, **extra)
+    conv(net, "conv2" + s, "norm1" + s, 256, 5, 0.01, pad=2, group=2, bias=1.0, **learn)
     relu(net, "relu2" + s, "conv2" + s, **extra)
     pool(net, "pool2" + s, "conv2" + s, POOL_MAX, **extra)
     add_layer(net, "norm2" + s, "LRN", ["pool2" + s], **dict(lrn, **extra))
-    conv(net, "conv3" + s, "norm2" + s, 384, 3, 0.01, pad=1, **extra)
+    conv(net, "conv3" + s, "norm2" + s, 384, 3, 0.01, pad=1, **learn)
     relu(net, "relu3" + s, "conv3" + s, **extra)
-    conv(net, "conv4" + s, "conv3" + s, 384, 3, 0.01, pad=1, group=2, bias=1.0, **extra)
+    conv(net, "conv4" + s, "conv3" + s, 384, 3, 0.01, pad=1, group=2, bias=1.0, **learn)
     relu(net, "relu4" + s, "conv4" + s, **extra)
-    conv(net, "conv5" + s, "conv4" + s, 256, 3, 0.01, pad=1, group=2, bias=1.0, **extra)
+    conv(net, "conv5" + s, "conv4" + s, 256, 3, 0.01, pad=1, group=2, bias=1.0, **learn)
     relu(net, "relu5" + s, "conv5" + s, **extra)
     pool(net, "pool5" + s, "conv5" + s, POOL_MAX, **extra)
     f = suffix if fc67_suffix is None else fc67_suffix
     fc6, fc7 = "fc6" + f, "fc7" + f
-    fc(net, fc6, "pool5" + s, 4096, 0.005, bias=1.0, **extra)
+    fc(net, fc6, "pool5" + s, 4096, 0.005, bias=1.0, **learn)
     relu(net, "relu6" + s, fc6, **extra)
     add_layer(net, "drop6" + s, "Dropout", [fc6], [fc6], dropout_param=dict(dropout_ratio=0.5), **extra)
-    fc(net, fc7, fc6, fc7_outputs, 0.005, bias=1.0, **extra)
+    fc(net, fc7, fc6, fc7_outputs, 0.005, bias=1.0, **learn)
     relu(net, "relu7" + s, fc7, **extra)
     add_layer(net, "drop7" + s, "Dropout", [fc7], [fc7], dropout_param=dict(dropout_ratio=0.5), **extra)
-    fc(net, "fc8" + h, fc7, num_output, 0.01, lr_mult=head_lr_mult, **extra)
+    fc(net, "fc8" + h, fc7, num_output, 0.01, lr_mult=head_lr_mult, **learn)
     return "fc8" + h, ["conv1", "conv2", "conv3", "conv4", "conv5"]
 
 
@@ -170,30 +176,41 @@ def caffenet_tower(net, data, num_output, suffix="", head_suffix=None, head_lr_m
 
 
 class Dataset(object):
-    """How one dataset's experiments are shaped: tower, data transform, schedules."""
+    """How one dataset's experiments are shaped: tower, data transform, schedules.
+
+    schedules: {stage: solver fields}; a stage's `snapshot` defaults to its max_iter.
+    bias_decay: the biases' decay_mult. ntype_head_lr_mult: lr_mult of the noise-type net's
+    classifier.
+    """
 
     def __init__(self, name, num_classes, tower, transform, train_batch, test_batch,
-                 test_iter, solver, schedules, clean_head="", ntype_kwargs=None):
+                 test_iter, solver, schedules, clean_head="", ntype_kwargs=None, bias_decay=0,
+                 ntype_head_lr_mult=10):
         self.name, self.num_classes, self.tower = name, num_classes, tower
         self.transform, self.train_batch, self.test_batch = transform, train_batch, test_batch
         self.test_iter, self.solver, self.schedules = test_iter, solver, schedules
         self.clean_head = clean_head          # suffix of the clean net's classifier
         self.ntype_kwargs = ntype_kwargs or {}
+        self.bias_decay, self.ntype_head_lr_mult = bias_decay, ntype_head_lr_mult
 
 
+# cifar10 and clothing1M follow the original release's prototxts field by field (see the
+# README's "Differences from the original release" for what does not).
 DATASETS = {
     "cifar10": Dataset(
         "cifar10", num_classes=10, tower=cifar_quick_tower, transform={}, train_batch=100,
         test_batch=100, test_iter=100,
         solver=dict(momentum=0.9, weight_decay=0.004, display=100, average_loss=100,
                     lr_policy="step", gamma=0.1),
-        schedules={"clean": dict(base_lr=0.001, stepsize=4000, max_iter=5000, test_interval=500),
+        schedules={"clean": dict(base_lr=0.001, stepsize=4000, max_iter=5000, test_interval=500,
+                                 test_initialization=False),
                    "noisy_gt_ft_clean": dict(base_lr=0.001, stepsize=4000, max_iter=6000,
                                              test_interval=500),
-                   "ntype": dict(base_lr=0.0001, stepsize=100000, max_iter=1500, test_interval=100,
-                                 test_iter=20),
+                   "ntype": dict(base_lr=0.0001, stepsize=1000, max_iter=1500, test_interval=500,
+                                 test_initialization=False),
                    "noisy_label_loss": dict(base_lr=0.001, stepsize=4000, max_iter=6000,
-                                            test_interval=500)}),
+                                            test_interval=500, snapshot=8000)},
+        bias_decay=1),   # the original's `param { lr_mult: 2 }` keeps the default decay_mult 1
     "digits": Dataset(
         "digits", num_classes=10, tower=digits_tower, transform={"scale": 0.00390625},
         train_batch=50, test_batch=100, test_iter=5,
@@ -212,14 +229,15 @@ DATASETS = {
         transform={"crop_size": 227, "mirror": True}, train_batch=128, test_batch=100,
         test_iter=144,
         solver=dict(momentum=0.9, weight_decay=0.0005, display=20, average_loss=20,
-                    lr_policy="step", gamma=0.1, test_initialization=True),
-        schedules={"clean": dict(base_lr=0.001, stepsize=10000, max_iter=15000, test_interval=1000),
-                   "ntype": dict(base_lr=0.001, stepsize=10000, max_iter=5000, test_interval=1000),
+                    lr_policy="step", gamma=0.1, test_initialization=True, test_interval=200),
+        schedules={"clean": dict(base_lr=0.001, stepsize=10000, max_iter=15000, snapshot=10000),
+                   "ntype": dict(base_lr=0.001, stepsize=3000, max_iter=5000, test_iter=75),
                    "noisy_label_loss_stage1": dict(base_lr=0.001, stepsize=50000, max_iter=100000,
-                                                   test_interval=1000),
+                                                   snapshot=10000),
                    "noisy_label_loss_stage2": dict(base_lr=0.001, stepsize=50000, max_iter=160000,
-                                                   test_interval=1000)},
-        clean_head="_clothing", ntype_kwargs={"fc7_outputs": 1024, "fc67_suffix": "_ntype"}),
+                                                   snapshot=10000)},
+        clean_head="_clean", ntype_kwargs={"fc7_outputs": 1024, "fc67_suffix": "_ntype"},
+        ntype_head_lr_mult=1),
 }
 
 
@@ -277,7 +295,8 @@ def clean_net(ds, files, train_lmdb=paths.CLEAN_TRAIN, name="clean"):
     val = paths.TEST if ds.name != "clothing1M" else paths.CLEAN_VAL
     _data(net, ds, files, "data", ["data", "label"], train_lmdb, TRAIN, ds.train_batch)
     _data(net, ds, files, "data", ["data", "label"], val, TEST, ds.test_batch)
-    logits, _ = ds.tower(net, "data", ds.num_classes, head_suffix=ds.clean_head)
+    logits, _ = ds.tower(net, "data", ds.num_classes, head_suffix=ds.clean_head,
+                         bias_decay=ds.bias_decay)
     _accuracy(net, logits, "label")
     _loss(net, "loss", logits, "label", ignore=False)
     return net
@@ -289,7 +308,8 @@ def ntype_net(ds, files):
     test = paths.NTYPE_TEST if ds.name != "clothing1M" else paths.NTYPE_VAL
     _data(net, ds, files, "data", ["data", "label_ntype"], paths.NTYPE_TRAIN, TRAIN, ds.train_batch)
     _data(net, ds, files, "data", ["data", "label_ntype"], test, TEST, ds.test_batch)
-    logits, _ = ds.tower(net, "data", NUM_NOISE_TYPES, head_suffix="_ntype", head_lr_mult=10,
+    logits, _ = ds.tower(net, "data", NUM_NOISE_TYPES, head_suffix="_ntype",
+                         head_lr_mult=ds.ntype_head_lr_mult, bias_decay=ds.bias_decay,
                          **ds.ntype_kwargs)
     _accuracy(net, logits, "label_ntype")
     _loss(net, "loss_ntype", logits, "label_ntype", ignore=False)
@@ -307,11 +327,12 @@ def noisy_label_loss_net(ds, files, clean_weight=1.0, ntype_weight=1.0, update_n
               ds.train_batch, transform=False)
     val = paths.TEST if ds.name != "clothing1M" else paths.CLEAN_VAL
     _data(net, ds, files, "data", ["data", "label_clean"], val, TEST, ds.test_batch)
-    clean_logits, _ = ds.tower(net, "data", ds.num_classes, suffix="_clean")
+    clean_logits, _ = ds.tower(net, "data", ds.num_classes, suffix="_clean",
+                               bias_decay=ds.bias_decay)
     _accuracy(net, clean_logits, "label_clean")
     _loss(net, "loss_clean", clean_logits, "label_clean", weight=clean_weight)
-    ntype_logits, _ = ds.tower(net, "data", NUM_NOISE_TYPES, suffix="_ntype", **dict(
-        ds.ntype_kwargs, **PHASE_TRAIN))
+    ntype_logits, _ = ds.tower(net, "data", NUM_NOISE_TYPES, suffix="_ntype",
+                               bias_decay=ds.bias_decay, **dict(ds.ntype_kwargs, **PHASE_TRAIN))
     if ntype_weight:
         _loss(net, "loss_ntype", ntype_logits, "label_ntype", weight=ntype_weight, **PHASE_TRAIN)
     param_str = {"matrix_c": files.matrix_c}
@@ -328,7 +349,7 @@ def test_net(ds, files, lmdb=paths.CLEAN_TEST):
     """Deploy-style test net: the `_clean` tower and accuracy on a held-out LMDB (`caffe test`)."""
     net = _net("%s_noisy_label_loss_test" % ds.name)
     _data(net, ds, files, "data", ["data", "label_clean"], lmdb, TEST, ds.test_batch)
-    logits, _ = ds.tower(net, "data", ds.num_classes, suffix="_clean")
+    logits, _ = ds.tower(net, "data", ds.num_classes, suffix="_clean", bias_decay=ds.bias_decay)
     add_layer(net, "accuracy", "Accuracy", [logits, "label_clean"])
     return net
 
@@ -344,8 +365,8 @@ def solver(ds, files, stage, net_file, seed=1):
     test_iter = params.pop("test_iter")
     if test_iter:
         sp.test_iter.append(test_iter)
+    params.setdefault("snapshot", params["max_iter"])
     _assign(sp, params)
-    sp.snapshot = sp.max_iter
     sp.snapshot_prefix = os.path.join(files.snapshots, stage.replace("_stage1", "").replace("_stage2", ""))
     sp.random_seed = seed
     return sp
@@ -384,16 +405,22 @@ def _learnable_layers(net):
 def init_layer_maps(name):
     """[(source stage, {source layer: joint-net layer})] that initialise the joint net.
 
-    The whole clean net goes into the `*_clean` tower; the noise-type net's convs into
-    the `*_ntype` tower (as the original release's init scripts did).
+    As the original release's init step, whose copy_params.py adds every layer the two nets
+    share by name to the renames it is given: each learnable layer of the clean net goes to
+    the joint net's layer of the same name (Clothing1M's fc8_clean), else to `<layer>_clean`;
+    each of the noise-type net to the same name (its `*_ntype` head), else to `<layer>_ntype`
+    (its convs). So every `*_clean` and `*_ntype` layer of the joint net starts trained.
     """
+    from noisy_label import net_surgery
     ds, files = DATASETS[name], Files(name)
-    clean = _learnable_layers(clean_net(ds, files))
-    ntype = [layer for layer in _learnable_layers(ntype_net(ds, files)) if layer.startswith("conv")]
-    strip = lambda layer: layer[:-len(ds.clean_head)] if ds.clean_head and layer.endswith(
-        ds.clean_head) else layer
-    return [("clean", {layer: strip(layer) + "_clean" for layer in clean}),
-            ("ntype", {layer: layer + "_ntype" for layer in ntype})]
+    joint = _learnable_layers(noisy_label_loss_net(ds, files))
+    maps = []
+    for stage, source, suffix in (("clean", clean_net(ds, files), "_clean"),
+                                  ("ntype", ntype_net(ds, files), "_ntype")):
+        layers = _learnable_layers(source)
+        renames = {layer: layer + suffix for layer in layers if layer not in joint}
+        maps.append((stage, dict(net_surgery.layer_map(layers, joint, renames))))
+    return maps
 
 
 def experiment(name, exp=None, seed=1):

@@ -1,6 +1,10 @@
 """Copy trained parameters between nets with a layer-name map, as the original release's
-init scripts did (the clean net into the joint net's `*_clean` tower, the noise-type net's
-convs into its `*_ntype` tower), through pycaffe's `Net.params` and `Net.save`."""
+init step did (the clean net into the joint net's `*_clean` tower, the noise-type net into
+its `*_ntype` tower), through pycaffe's `Net.params` and `Net.save`.
+
+As the original's copy_params.py, a copy takes the renames it is given plus every layer that
+both nets have by the same name.
+"""
 import os
 
 
@@ -16,15 +20,28 @@ def parse_layer_map(entries):
     return pairs
 
 
-def copy_blobs(source_params, target_params, layer_map, source_name="source", target_name="target"):
-    """Copy params[source][i].data into params[target][i].data for each pair of `layer_map`.
+def layer_map(source_layers, target_layers, renames=()):
+    """[(source layer, target layer)], sorted: `renames` ({source: target} or pairs; a source
+    may go to several targets) plus every layer in both source_layers and target_layers,
+    mapped to itself. Renaming a layer that the target has by its own name is a ValueError."""
+    pairs = set(renames.items() if hasattr(renames, "items") else renames)
+    for layer in set(source_layers) & set(target_layers):
+        elsewhere = sorted(target for source, target in pairs if source == layer and target != layer)
+        if elsewhere:
+            raise ValueError("layer %r is in both nets but is mapped to %s: a layer the target "
+                             "has by the same name is copied to itself" % (layer, elsewhere))
+        pairs.add((layer, layer))
+    return sorted(pairs)
 
-    layer_map: {source: target} or [(source, target)]. source_params, target_params: pycaffe
+
+def copy_blobs(source_params, target_params, pairs, source_name="source", target_name="target"):
+    """Copy params[source][i].data into params[target][i].data for each pair of `pairs`.
+
+    pairs: {source: target} or [(source, target)]. source_params, target_params: pycaffe
     `Net.params`-like mappings of layer -> [blob]. Raises ValueError naming the layer, the net
     and the shapes when a layer is missing or differs.
     """
-    pairs = sorted(layer_map.items() if hasattr(layer_map, "items") else layer_map)
-    for source, target in pairs:
+    for source, target in sorted(pairs.items() if hasattr(pairs, "items") else pairs):
         for layer, params, net in ((source, source_params, source_name),
                                    (target, target_params, target_name)):
             if layer not in params:
@@ -42,10 +59,11 @@ def copy_blobs(source_params, target_params, layer_map, source_name="source", ta
             target_blob.data[...] = source_blob.data
 
 
-def copy_params(source_net, source_weights, target_net, target_weights_out, layer_map,
+def copy_params(source_net, source_weights, target_net, target_weights_out, renames=(),
                 target_weights_in=None):
     """Load the source net with its weights and the target net (with target_weights_in, else its
-    fillers), copy the mapped layers, save the target's weights to target_weights_out."""
+    fillers), copy `renames` and the same-name layers (layer_map), save the target's weights to
+    target_weights_out. Returns the {source: target} map that was copied."""
     import caffe
     for path in (source_net, source_weights, target_net, target_weights_in):
         if path and not os.path.isfile(path):
@@ -55,11 +73,12 @@ def copy_params(source_net, source_weights, target_net, target_weights_out, laye
     source = caffe.Net(source_net, caffe.TRAIN, weights=source_weights)
     target = caffe.Net(target_net, caffe.TRAIN, weights=target_weights_in) if target_weights_in \
         else caffe.Net(target_net, caffe.TRAIN)
-    copy_blobs(source.params, target.params, layer_map,
+    pairs = layer_map(source.params.keys(), target.params.keys(), renames)
+    copy_blobs(source.params, target.params, pairs,
                "%s (%s)" % (source_net, source_weights), target_net)
     # Net.save writes in place; go through a temporary name so a crash leaves no half file.
     os.makedirs(os.path.dirname(os.path.abspath(target_weights_out)), exist_ok=True)
     tmp = target_weights_out + ".tmp"
     target.save(tmp)
     os.replace(tmp, target_weights_out)
-    return target_weights_out
+    return pairs

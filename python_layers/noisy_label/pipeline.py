@@ -1,8 +1,11 @@
 """The training workflow of each dataset, stage by stage, with the stock `caffe` tool.
 
     cifar10, digits: clean -> noisy_gt_ft_clean -> ntype -> init -> noisy_label_loss -> test
-    clothing1M:      clean -> ntype -> init -> noisy_label_loss_stage1
+    clothing1M:      clean (from ImageNet CaffeNet) -> ntype -> init -> noisy_label_loss_stage1
                      -> noisy_label_loss_stage2 (resumed from stage 1's solverstate) -> test
+
+The noise-type net is fine-tuned from the clean net's final snapshot, and `init` copies both
+trained nets into the joint net (models.init_layer_maps), as the original release did.
 
 Each training stage is `caffe train -solver prototxt/<dataset>/<stage>_solver.prototxt
 [-weights W | -snapshot S] [-gpu 0]`, run from the repository root, logged to
@@ -77,7 +80,7 @@ class Experiment(object):
         """[(stage name, function)] in order."""
         if self.name == "clothing1M":
             return [("clean", lambda: self.train("clean", weights=self.imagenet_weights())),
-                    ("ntype", lambda: self.train("ntype", weights=self.imagenet_weights())),
+                    ("ntype", lambda: self.train("ntype", weights=self.final("clean"))),
                     ("init", self.init),
                     ("noisy_label_loss_stage1",
                      lambda: self.train("noisy_label_loss_stage1", weights=self.init_weights())),
@@ -128,7 +131,7 @@ class Experiment(object):
         return final
 
     def init(self):
-        """Copy the clean net into the `*_clean` tower and the noise-type convs into `*_ntype`."""
+        """Copy the trained clean net into the `*_clean` tower and the noise-type net into `*_ntype`."""
         from noisy_label import net_surgery
         target = self.init_weights()
         if os.path.exists(target):
