@@ -354,12 +354,37 @@ def test_bad_labels(tmp_path, c_file, layer, bad, message):
 
 
 @pytest.mark.parametrize("layer", [LOSS, POSTERIOR])
-def test_no_backward_to_the_labels(tmp_path, c_file, layer):
-    net = make_net(tmp_path, 4, 10, {"matrix_c": c_file}, layer=layer, tops=("t",), learn=False,
-                   header="force_backward: true")
+def test_force_backward_gives_the_labels_a_zero_gradient(tmp_path, layer):
+    """`force_backward: true` nets (gradient checks, saliency, net surgery) run as with the
+    original C++ layer: the labels get a zero diff, the logits their usual gradients."""
+    rng = np.random.RandomState(11)
+    matrix_c = random_matrix_c(rng, 10)
+    case = random_case(rng, 8, 10)
+    net = make_net(tmp_path, 8, 10, {"matrix_c": save_matrix_c(tmp_path, matrix_c)}, layer=layer,
+                   tops=("t",), learn=False, header="force_backward: true")
+    feed(net, *case)
     net.forward()
-    with raises(r"cannot back-propagate to the noisy labels \(bottom 2\)", layer):
-        net.backward()
+    for name in ("clean", "ntype", "label"):
+        net.blobs[name].diff[...] = 7.0          # poison: every diff must be written
+    net.backward()
+    assert not net.blobs["label"].diff.any()
+    ref = reference(*case, matrix_c=matrix_c)
+    want = (ref[4], ref[5]) if layer == LOSS else (0 * ref[4], 0 * ref[5])
+    np.testing.assert_allclose(net.blobs["clean"].diff, want[0], rtol=2e-5, atol=1e-8)
+    np.testing.assert_allclose(net.blobs["ntype"].diff, want[1], rtol=2e-5, atol=1e-8)
+
+
+def test_caffe_train_runs_a_force_backward_net(tmp_path):
+    rng = np.random.RandomState(2)
+    _, _, _, matrix_c = noisy_dataset(rng)
+    solver, net, _ = write_two_towers(tmp_path, matrix_c, max_iter=3)
+    with open(net) as f:
+        text = f.read()
+    with open(net, "w") as f:
+        f.write("force_backward: true\n" + text)
+    log = run_caffe(["train", "-solver", solver]).stdout
+    assert "Optimization Done" in log
+    assert os.path.exists(str(tmp_path / "snap_iter_3.caffemodel"))
 
 
 def test_changed_matrix_c_is_refused(tmp_path, c_file):

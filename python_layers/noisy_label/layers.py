@@ -96,10 +96,14 @@ class _NoisyLabelLayer(caffe.Layer):
         num = bottom[0].num
         return bottom[0].data.reshape(num, -1), bottom[1].data.reshape(num, -1), labels, matrix_c
 
-    def no_label_gradient(self, propagate_down):
+    def no_label_gradient(self, propagate_down, bottom):
+        """Labels get no gradient: a zero diff when Caffe asks for one.
+
+        The original C++ layer declared AllowForceBackward false for the labels; a Python
+        layer cannot, so `force_backward: true` nets (gradient checks, saliency) ask for it.
+        """
         if propagate_down[2]:
-            raise self.fail("cannot back-propagate to the noisy labels (bottom 2); "
-                            "set propagate_down: false for it (and do not force_backward)")
+            bottom[2].diff[...] = 0
 
 
 class SoftmaxWithNoisyLabelLoss(_NoisyLabelLayer):
@@ -125,7 +129,7 @@ class SoftmaxWithNoisyLabelLoss(_NoisyLabelLayer):
 
     def backward(self, top, propagate_down, bottom):
         """EM gradients with q fixed, times the loss weight top[0].diff; none to labels or C."""
-        self.no_label_gradient(propagate_down)
+        self.no_label_gradient(propagate_down, bottom)
         d_clean, d_ntype = noisy_loss.gradients(self.prob_y, self.prob_z, self.q,
                                                 top[0].diff[0], self.update_noise_lr)
         if propagate_down[0]:
@@ -157,8 +161,8 @@ class NoisyLabelPosterior(_NoisyLabelLayer):
             top[1].data[...] = np.einsum("iyz->iy", q)
 
     def backward(self, top, propagate_down, bottom):
-        """No gradient: zero for the logits, an error for the labels."""
-        self.no_label_gradient(propagate_down)
+        """No gradient: zero for the logits and the labels."""
+        self.no_label_gradient(propagate_down, bottom)
         for i in range(2):
             if propagate_down[i]:
                 bottom[i].diff[...] = 0
