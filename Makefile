@@ -49,11 +49,13 @@ bench: venv bench-mpi
 	$(IN_VENV) python bench/bench_noisy_loss.py && python bench/bench_lmdb.py
 
 # make lmdb DATASET=cifar10|clothing1M|digits [DATA_ROOT=dir] [SEED=n] [FORCE=1] [NOISE_LEVEL=0.5]
-#   [NUM_CLEAN=n] [RESIZE=256] [UPSAMPLE=1.0] [ENCODED=1] [SKIP_BAD=1]: LMDBs, mean, C in $(EXP)/db/
+#   [NUM_CLEAN=n] [JPEG_QUALITY=75] [RESIZE=256] [UPSAMPLE=1.0] [ENCODED=1] [SKIP_BAD=1]:
+#   LMDBs, mean, C in $(EXP)/db/
 lmdb: venv
 	$(IN_VENV) python tools/make_lmdb.py $(DATASET) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) \
 		$(if $(SEED),--seed $(SEED)) $(if $(FORCE),--force) \
 		$(if $(NOISE_LEVEL),--noise-level $(NOISE_LEVEL)) $(if $(NUM_CLEAN),--num-clean $(NUM_CLEAN)) \
+		$(if $(JPEG_QUALITY),--jpeg-quality $(JPEG_QUALITY)) \
 		$(if $(RESIZE),--resize $(RESIZE)) $(if $(UPSAMPLE),--upsample $(UPSAMPLE)) \
 		$(if $(ENCODED),--encoded) $(if $(SKIP_BAD),--skip-bad)
 

@@ -135,8 +135,9 @@ def test_cifar10_outputs_and_counts(cifar10):
 
 
 def train_images(cifar10):
+    """The training images in BGR (the python batches hold RGB) and their labels."""
     batches = cifar10["batches"]
-    images = np.concatenate([batches["data_batch_%d" % i][0] for i in range(1, 6)])
+    images = np.concatenate([batches["data_batch_%d" % i][0] for i in range(1, 6)])[:, ::-1]
     labels = np.concatenate([batches["data_batch_%d" % i][1] for i in range(1, 6)])
     return images, labels
 
@@ -185,7 +186,7 @@ def test_cifar10_matrix_c_and_noise_types_match_the_reference(cifar10):
             index = clean[j]
             assert key.endswith("train/%05d" % index)
             true, noisy = labels[index], sets["noisy"][index]
-            want = 0 if true == noisy else (2 if expected[noisy, true] > alpha else 1)
+            want = 0 if true == noisy else (2 if expected[noisy, true] >= alpha else 1)
             assert datum.label == want
     # The asked and achieved noise rates are reported.
     assert abs(cifar10["summary"]["achieved_noise_rate"] - 0.5) < 0.1
@@ -203,6 +204,56 @@ def test_cifar10_mean_file_matches_compute_image_mean(cifar10, tmp_path):
     np.testing.assert_allclose(ours, blob_io.read_blobproto(stock), atol=1e-3)
     np.testing.assert_allclose(mean.compute_mean(os.path.join(cifar10["db"], paths.MIXED_IMAGES)),
                                ours[0], atol=1e-4)
+
+
+def convert_imageset(image_files, labels, out):
+    """Stock convert_imageset of [path] with labels into the LMDB `out`, resized to 32x32 as the
+    original's make_db.sh; returns its records."""
+    listing = out + ".list"
+    with open(listing, "w") as f:
+        f.writelines("%s %d\n" % item for item in zip(image_files, labels))
+    subprocess.run([caffe_tool("convert_imageset"), "-backend", "lmdb", "-resize_height", "32",
+                    "-resize_width", "32", "/", listing, out], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return read_lmdb(out)
+
+
+def test_cifar10_records_equal_convert_imageset_of_the_same_pixels(cifar10, tmp_path):
+    """BGR, channel-major: what the original got from imsave + convert_imageset, here with the
+    images saved losslessly (PNG) the way imsave saved them (RGB files, through Pillow)."""
+    from PIL import Image
+    data, labels = cifar10["batches"]["test_batch"]
+    files = []
+    for i, image in enumerate(data[:20]):
+        files.append(str(tmp_path / ("%05d.png" % i)))
+        Image.fromarray(image.transpose(1, 2, 0)).save(files[-1])      # RGB in, as imsave
+    stock = convert_imageset(files, labels[:20], str(tmp_path / "stock"))
+    ours = read_lmdb(os.path.join(cifar10["db"], "test"))[:20]
+    for (_, want), (_, got) in zip(stock, ours):
+        assert (got.channels, got.height, got.width, got.label) == \
+            (want.channels, want.height, want.width, want.label)
+        assert got.data == want.data
+
+
+def test_cifar10_jpeg_quality_repeats_the_original_jpeg_step(cifar10, tmp_path):
+    from PIL import Image
+    exp = str(tmp_path / "exp")
+    datasets.build("cifar10", exp=exp, data_root=cifar10["raw"], seed=3, num_clean=100,
+                   jpeg_quality=75)
+    data, labels = cifar10["batches"]["test_batch"]
+    files = []
+    for i, image in enumerate(data[:20]):
+        files.append(str(tmp_path / ("%05d.jpg" % i)))
+        Image.fromarray(image.transpose(1, 2, 0)).save(files[-1], quality=75)
+    stock = convert_imageset(files, labels[:20], str(tmp_path / "stock"))
+    ours = read_lmdb(os.path.join(paths.db_dir("cifar10", exp), "test"))[:20]
+    assert [got.data for _, got in ours] == [want.data for _, want in stock]
+    lossless = read_lmdb(os.path.join(cifar10["db"], "test"))[:20]
+    assert [got.data for _, got in ours] != [raw.data for _, raw in lossless]
+    with pytest.raises(ValueError, match=r"JPEG_QUALITY=0: it must be 1..100"):
+        datasets.build("cifar10", exp=exp, data_root=cifar10["raw"], jpeg_quality=0)
+    with pytest.raises(ValueError, match=r"digits does not take JPEG_QUALITY"):
+        datasets.build("digits", exp=exp, jpeg_quality=75)
 
 
 def test_rerun_skips_up_to_date_outputs_and_force_rebuilds(cifar10, capsys):
@@ -309,12 +360,15 @@ def test_clothing1m_matrix_c_from_train_and_val_pairs(clothing1m):
         for key, datum in read_lmdb(os.path.join(clothing1m["db"], "ntype_" + split)):
             path = key.split("_", 1)[1]
             true, label = clean[path], noisy[path]
-            assert datum.label == (0 if true == label else 2 if expected[label, true] > 1 / 13. else 1)
+            assert datum.label == (0 if true == label else 2 if expected[label, true] >= 1 / 13. else 1)
     assert clothing1m["summary"]["never_mislabelled"]   # most of the 14 classes: zero columns
     mean_blob = blob_io.read_blobproto(paths.mean_file("clothing1M", clothing1m["exp"]))
     assert mean_blob.shape == (1, 3, 16, 16)
+    # From clean_train, as the original's make_db.sh, not from the mixed set.
     np.testing.assert_allclose(mean_blob[0], mean.compute_mean(
-        os.path.join(clothing1m["db"], paths.MIXED_IMAGES)), atol=1e-4)
+        os.path.join(clothing1m["db"], paths.CLEAN_TRAIN)), atol=1e-4)
+    assert np.abs(mean_blob[0] - mean.compute_mean(
+        os.path.join(clothing1m["db"], paths.MIXED_IMAGES))).max() > 1
 
 
 NET = """layer { name: "data" type: "Data" top: "data" top: "label"
@@ -458,7 +512,7 @@ def test_bad_synthetic_options(tmp_path, cifar10):
         datasets.build("digits", exp=exp, num_clean=2000)
     with pytest.raises(ValueError, match=r"NUM_CLEAN=301: .* at most the 300 training images"):
         datasets.build("cifar10", exp=exp, data_root=cifar10["raw"], num_clean=301)
-    with pytest.raises(ValueError, match=r"cifar10 does not take RESIZE \(it takes: NOISE_LEVEL, NUM_CLEAN\)"):
+    with pytest.raises(ValueError, match=r"cifar10 does not take RESIZE \(it takes: JPEG_QUALITY, NOISE_LEVEL, NUM_CLEAN\)"):
         datasets.build("cifar10", exp=exp, data_root=cifar10["raw"], resize=32)
     assert not os.path.exists(paths.db_dir("digits", exp))
 

@@ -131,6 +131,17 @@ def test_noise_types():
                            noisy_loss.RANDOM_NOISE, noisy_loss.RANDOM_NOISE, noisy_loss.RANDOM_NOISE]
 
 
+def test_noise_type_at_exactly_one_over_n_minus_1_is_confusing():
+    # The original's rule is strict: random only if C[noisy, true] < 1/(N-1). With N = 5,
+    # 1/(N-1) = 0.25 is exact in binary, so the boundary itself is tested.
+    c = np.zeros((5, 5))
+    c[[1, 2, 3, 4], 0] = 0.25
+    c[1, 2], c[3, 2] = 0.75, 0.25 - 1e-12
+    types = matrix_c.noise_types([0, 0, 2, 2], [1, 4, 1, 3], c)
+    assert list(types) == [noisy_loss.CONFUSING_NOISE, noisy_loss.CONFUSING_NOISE,
+                           noisy_loss.CONFUSING_NOISE, noisy_loss.RANDOM_NOISE]
+
+
 def test_labels_outside_range_are_named():
     with pytest.raises(ValueError, match=r"true label 10 at index 2 is outside 0\.\.9"):
         matrix_c.confusion_counts([1, 2, 10], [1, 2, 3], 10)

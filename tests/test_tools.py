@@ -165,7 +165,7 @@ def test_noise_matrix_c_and_noise_type_tools(tmp_path):
     tool("assign_noise_types", str(tmp_path / "clean.txt"), str(tmp_path / "noisy.txt"),
          str(tmp_path / "c.binaryproto"), str(tmp_path / "ntype.txt"))
     types = [int(line.split()[1]) for line in open(str(tmp_path / "ntype.txt"))]
-    want = [0 if y == n else 2 if expected[n, y] > 1 / 3. else 1 for y, n in zip(labels, noisy)]
+    want = [0 if y == n else 2 if expected[n, y] >= 1 / 3. else 1 for y, n in zip(labels, noisy)]
     assert types == want
 
     # A class that is never mislabelled is reported, and its column stays zero.

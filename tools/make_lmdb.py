@@ -3,6 +3,7 @@
 
     python tools/make_lmdb.py digits
     python tools/make_lmdb.py cifar10 --noise-level 0.3 --num-clean 10000
+    python tools/make_lmdb.py cifar10 --jpeg-quality 75      # the original's JPEG step too
     python tools/make_lmdb.py clothing1M --data-root /data/clothing1M --skip-bad
 """
 import argparse
@@ -26,6 +27,9 @@ def main():
     parser.add_argument("--num-clean", type=int, default=None,
                         help="cifar10/digits: training images that keep clean labels "
                              "(default 10000 / 100)")
+    parser.add_argument("--jpeg-quality", type=int, default=None,
+                        help="cifar10: pass the images through JPEG at this quality first, as "
+                             "the original release did (75); default: lossless")
     parser.add_argument("--resize", type=int, default=None,
                         help="clothing1M: resize images to RESIZE x RESIZE (default 256; 0 keeps)")
     parser.add_argument("--upsample", type=float, default=None,
@@ -40,6 +44,7 @@ def main():
         datasets.build(args.dataset, exp=args.exp, data_root=args.data_root, seed=args.seed,
                        force=args.force, encoded=args.encoded, skip_bad=args.skip_bad,
                        noise_level=args.noise_level, num_clean=args.num_clean,
+                       jpeg_quality=args.jpeg_quality,
                        resize=args.resize, upsample=args.upsample)
     except (IOError, ValueError) as e:
         sys.exit("make_lmdb: %s" % e)

@@ -1,7 +1,8 @@
 """`make lmdb DATASET=...`: each dataset's LMDBs, mean file and matrix C in paths.db_dir(name).
 
     cifar10     the python batches (downloaded when missing), synthetic noise at NOISE_LEVEL,
-                NUM_CLEAN images keep their clean labels
+                NUM_CLEAN images keep their clean labels; records BGR as convert_imageset
+                wrote them in the original (JPEG_QUALITY also repeats its lossy JPEG step)
     digits      scikit-learn's 1,797 8x8 digits (no download): 500 test images, 1,297 training
                 images of which NUM_CLEAN (100) keep clean labels; stored as 1x8x8 grayscale
                 0..255, the size the digits demo net reads
@@ -28,7 +29,7 @@ from noisy_label import blob_io, download, imageset, lmdb_io, matrix_c, mean, no
 NUM_CLASSES = {"cifar10": 10, "digits": 10, "clothing1M": 14}
 # The options each dataset takes, with their defaults (`make lmdb` passes only those given).
 DEFAULTS = {
-    "cifar10": {"noise_level": 0.5, "num_clean": 10000},
+    "cifar10": {"noise_level": 0.5, "num_clean": 10000, "jpeg_quality": None},
     # 100 clean digits (ten a class) give a clearly weaker net than all 1,297, so the noisy
     # rest matters: with 300 the clean-only net is within a few test digits of its ceiling
     # and the stages differ by less than the test set can tell (measured over 6 seeds).
@@ -87,7 +88,11 @@ def cifar10_dir(data_root, url=paths.CIFAR10_URL):
 
 
 def load_cifar10_batch(path):
-    """(images (n, 3, 32, 32) uint8, labels (n,) int64) of one CIFAR-10 python batch."""
+    """(images (n, 3, 32, 32) uint8 BGR, labels (n,) int64) of one CIFAR-10 python batch.
+
+    The batches hold RGB; Caffe's tools and pycaffe's deploy conventions (and the original
+    release's records, made by convert_imageset) are BGR, channel-major.
+    """
     if not os.path.isfile(path):
         raise IOError("missing CIFAR-10 batch %s" % path)
     try:
@@ -105,15 +110,27 @@ def load_cifar10_batch(path):
         labels = matrix_c.check_labels(labels, NUM_CLASSES["cifar10"])
     except ValueError as e:
         raise ValueError("%s: %s" % (path, e))
-    return data.reshape(-1, 3, 32, 32), labels
+    return np.ascontiguousarray(data.reshape(-1, 3, 32, 32)[:, ::-1]), labels
 
 
-def load_cifar10(data_root, url=paths.CIFAR10_URL):
-    """{"train": (images, labels, names), "test": (...)} from the python batches."""
+def check_jpeg_quality(quality):
+    if quality is not None and not 1 <= int(quality) <= 100:
+        raise ValueError("JPEG_QUALITY=%s: it must be 1..100 (75: the original's scipy.misc.imsave)"
+                         % quality)
+    return quality
+
+
+def load_cifar10(data_root, url=paths.CIFAR10_URL, jpeg_quality=None):
+    """{"train": (images, labels, names), "test": (...)} from the python batches, BGR; with
+    jpeg_quality, through JPEG as the original release (imageset.jpeg_roundtrip)."""
+    check_jpeg_quality(jpeg_quality)
     directory = cifar10_dir(data_root, url)
     parts = [load_cifar10_batch(os.path.join(directory, name)) for name in CIFAR10_TRAIN_BATCHES]
     train = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
     test = load_cifar10_batch(os.path.join(directory, CIFAR10_TEST_BATCH))
+    if jpeg_quality:
+        train = (imageset.jpeg_roundtrip(train[0], jpeg_quality), train[1])
+        test = (imageset.jpeg_roundtrip(test[0], jpeg_quality), test[1])
     return {"train": train + (["train/%05d" % i for i in range(len(train[1]))],),
             "test": test + (["test/%05d" % i for i in range(len(test[1]))],)}
 
@@ -330,7 +347,7 @@ def clothing1m_outputs(db_dir, root, clean_kv, lists, sets, resize, encoding, sk
     resize = (resize, resize) if resize else None
     mean_name = os.path.basename(paths.mean_file("clothing1M"))
 
-    def image_output(db, keys, labels, shuffle):
+    def image_output(db, keys, labels, shuffle, with_mean=False):
         path = os.path.join(db_dir, db)
 
         def write():
@@ -339,26 +356,28 @@ def clothing1m_outputs(db_dir, root, clean_kv, lists, sets, resize, encoding, sk
                                               skip_bad=skip_bad)
             bad.extend(built["bad"])
             imageset.write_image_list(path + ".txt", [built["items"][i] for i in built["kept"]])
+            if with_mean:
+                if built["mean"] is None:
+                    raise ValueError("the %s images differ in size: no mean file (set RESIZE)" % db)
+                mean.write_mean_file(os.path.join(db_dir, mean_name), built["mean"])
             return built
-        return Output(db, [db, db + ".txt"], write, len(keys))
+        return Output(db, [db, db + ".txt"] + ([mean_name] if with_mean else []), write, len(keys))
 
     def write_mixed():
         keys, mixed = sets["mixed_keys"], sets["mixed"]
         built = image_output(paths.MIXED_IMAGES, keys, mixed["truth_or_noisy"], False).write()
         _label_lmdbs(db_dir, keys, mixed, built["kept"])
-        if built["mean"] is None:
-            raise ValueError("the mixed images differ in size: no mean file (set RESIZE)")
-        mean.write_mean_file(os.path.join(db_dir, mean_name), built["mean"])
 
     outputs = []
     for split in ("train", "val", "test"):
         keys = lists["clean_" + split]
+        # The mean file comes from clean_train, as the original's make_db.sh.
         outputs.append(image_output("clean_" + split, keys, [clean_kv[k] for k in keys],
-                                    split == "train"))
+                                    split == "train", with_mean=split == "train"))
     for split in ("train", "val", "test"):
         keys, types = sets["ntype"][split]
         outputs.append(image_output("ntype_" + split, keys, types, split == "train"))
-    outputs.append(Output("mixed", MIXED_FILES + [mean_name], write_mixed, len(sets["mixed_keys"])))
+    outputs.append(Output("mixed", MIXED_FILES, write_mixed, len(sets["mixed_keys"])))
     outputs.append(_matrix_output(db_dir, paths.MATRIX_C, sets["matrix_c"]))
     return outputs
 
@@ -440,7 +459,7 @@ def build(name, exp=None, data_root=None, seed=1, force=False, encoded=False, sk
                                      "jpg" if encoded else None, skip_bad, seed, bad)
     else:
         if name == "cifar10":
-            data = load_cifar10(data_root)
+            data = load_cifar10(data_root, jpeg_quality=opts["jpeg_quality"])
             signature["inputs"] = [_file_signature(os.path.join(cifar10_dir(data_root), b))
                                    for b in CIFAR10_TRAIN_BATCHES + [CIFAR10_TEST_BATCH]]
         else:

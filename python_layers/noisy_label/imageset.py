@@ -99,6 +99,22 @@ def load_image(path, resize=None, gray=False):
     return image.reshape(image.shape[0], image.shape[1], -1)
 
 
+def jpeg_roundtrip(images, quality):
+    """Images (M, 3, H, W) uint8 BGR as the original CIFAR-10 pipeline left them: written as
+    JPEG by scipy.misc.imsave (Pillow, `quality`), read back by convert_imageset (OpenCV)."""
+    import io
+
+    from PIL import Image
+    out = np.empty_like(images)
+    for i, image in enumerate(images):
+        buf = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(image[::-1].transpose(1, 2, 0))).save(
+            buf, format="JPEG", quality=int(quality))
+        decoded = cv2.imdecode(np.frombuffer(buf.getvalue(), np.uint8), cv2.IMREAD_COLOR)
+        out[i] = decoded.transpose(2, 0, 1)
+    return out
+
+
 def image_datum(image, label, encoding=None):
     """Serialized Datum of an (H, W, C) uint8 image: raw channel-major pixels, or encoded."""
     if encoding:

@@ -77,9 +77,10 @@ def estimate_matrix_c(labels, noisy_labels, num_classes):
 
 def noise_types(labels, noisy_labels, matrix_c):
     """(M,) int64 noise type of each pair: 0 if noisy == true; 1 (random) if
-    C[noisy, true] <= 1/(N-1); else 2 (confusing). matrix_c: (N, N) [noisy, true]."""
+    C[noisy, true] < 1/(N-1), strictly, as the original's CIFAR-10 script; else 2 (confusing).
+    matrix_c: (N, N) [noisy, true]."""
     labels, noisy_labels = np.asarray(labels, np.int64), np.asarray(noisy_labels, np.int64)
-    confusing = matrix_c[noisy_labels, labels] > 1.0 / (len(matrix_c) - 1)
+    confusing = matrix_c[noisy_labels, labels] >= 1.0 / (len(matrix_c) - 1)
     return np.where(labels == noisy_labels, NOISE_FREE, np.where(confusing, CONFUSING_NOISE, RANDOM_NOISE))
 
 
