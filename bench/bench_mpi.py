@@ -1,15 +1,17 @@
 """Images/s of `noisy_label.train` on K = 1 and 2 ranks beside stock `caffe train`.
 
-    python bench/bench_mpi.py [--iters 40] [--batch 100] [--repeat 2] [--gpu]
+    python bench/bench_mpi.py [--iters 40] [--batch 100] [--repeat 2] [--gpu] [--allreduce nccl]
 
 Also the share of training time spent in the gradient allreduce, and the allreduce alone.
 
 The net is the CIFAR-10 noisy-label joint net of `noisy_label.models` (two CIFAR-quick
 towers, the Python noisy-label loss, four Data layers in step) over synthetic 3x32x32
-LMDBs. Each rank reads `--batch` images per iteration (as stock multi-GPU Caffe: the
-effective batch is K x batch). Speed comes from Caffe's own `Iteration N (X iter/s ...)`
-lines after the first display interval. On the CPU every rank gets one BLAS thread; with
-`--gpu` rank i uses GPU i (modulo the GPUs present; needs a CUDA build of Caffe).
+LMDBs. Each rank reads `--batch` images per iteration (`--batch-per-rank`: the batch is
+K x batch, so the runs compare throughput at a fixed per-rank batch). Speed comes from Caffe's
+own `Iteration N (X iter/s ...)` lines after the first display interval. On the CPU every rank
+gets one BLAS thread; with `--gpu` rank i uses GPU i (modulo the GPUs present; needs a CUDA
+build of Caffe), and gradients go through NCCL when there is one GPU per rank (MPI through
+host memory otherwise: NCCL refuses two ranks on one GPU).
 """
 import argparse
 import json
@@ -147,6 +149,9 @@ def main():
     parser.add_argument("--batch", type=int, default=100, help="images per rank (default 100)")
     parser.add_argument("--display", type=int, default=10, help="iterations per timing interval")
     parser.add_argument("--gpu", action="store_true", help="train on GPUs (rank i on GPU i)")
+    parser.add_argument("--allreduce", choices=("auto", "nccl", "mpi"), default="auto",
+                        help="noisy_label.train's --allreduce for the 2-rank run (default: NCCL "
+                             "with one GPU per rank, else MPI)")
     parser.add_argument("--repeat", type=int, default=2,
                         help="rounds of all runs; the best of each is kept (default 2)")
     parser.add_argument("--num", type=int, default=2000, help="synthetic images (default 2000)")
@@ -164,9 +169,13 @@ def main():
 
         train = [sys.executable, "-m", "noisy_label.train", "-solver", solver]
         mpirun = [shutil.which("mpirun") or "mpirun", "--oversubscribe", "-n"]
+        allreduce = args.allreduce
+        if allreduce == "auto":
+            allreduce = "nccl" if num_gpus >= 2 else "mpi"
+        two = train + ["--batch-per-rank", "--allreduce", allreduce] + gpu_flag(2)
         runs = [("caffe train (stock)", 1, ["caffe", "train", "-solver", solver] + gpu_flag(1)),
                 ("noisy_label.train", 1, train + gpu_flag(1)),
-                ("mpirun -n 2 noisy_label.train", 2, mpirun + ["2"] + train + gpu_flag(2))]
+                ("mpirun -n 2 noisy_label.train (%s)" % allreduce, 2, mpirun + ["2"] + two)]
         best = {}
         for _ in tqdm(range(args.repeat), desc="rounds", leave=False):
             for name, ranks, command in runs:  # interleaved: load from elsewhere hits all alike
@@ -181,7 +190,7 @@ def main():
         device = "GPU" if args.gpu else "CPU, OPENBLAS_NUM_THREADS=1 per rank"
         print("net: CIFAR-10 noisy-label joint net, %d x 3x32x32 per rank and iteration, "
               "%d iterations, %s; best of %d" % (args.batch, args.iters, device, args.repeat))
-        print("%-32s %5s %10s %9s %12s  %s" % ("run", "ranks", "images/s", "vs stock",
+        print("%-40s %5s %10s %9s %12s  %s" % ("run", "ranks", "images/s", "vs stock",
                                                 "CPU ms/image", "allreduce"))
         stock = best[runs[0][0]][0]
         floats = None
@@ -192,7 +201,7 @@ def main():
                 floats = share[0]
                 note = "%.1f ms/iter, %.1f%% of training (incl. waiting for the other rank)" \
                     % share[1:]
-            print("%-32s %5d %10.1f %9.2f %12.2f  %s" % (name, ranks, images, images / stock,
+            print("%-40s %5d %10.1f %9.2f %12.2f  %s" % (name, ranks, images, images / stock,
                                                         cpu_ms, note))
         if floats:
             script = os.path.join(exp, "allreduce_alone.py")

@@ -1,6 +1,7 @@
 """Data-parallel training over MPI (`python -m noisy_label.train`), with real Caffe and real
-mpirun: K = 2 ranks with batch B/2 equal one rank with batch B, one process equals
-`caffe train`, and a failing rank ends the whole job promptly with its error."""
+mpirun: K = 2 ranks and one rank on the same solver (batch B, B/2 per rank) end with the same
+weights, so does --batch-per-rank with B/2 in the prototxt, one process equals `caffe train`,
+and a failing rank ends the whole job promptly with its error."""
 import os
 import re
 import shutil
@@ -14,7 +15,9 @@ import pytest
 
 from caffe.proto import caffe_pb2
 from conftest import REPO, run_caffe, train_losses
-from noisy_label import blob_io, lmdb_io, train
+from mpi4py import MPI
+
+from noisy_label import blob_io, gradient_sync, lmdb_io, train
 
 TIMEOUT = 60  # seconds: a job whose rank failed must end well before
 ITERS = 24
@@ -71,8 +74,11 @@ random_seed: 7
 
 @pytest.fixture(scope="module")
 def noisy_digits(tmp_path_factory, digits_lmdbs):
-    """Digits with the label LMDBs of a mixed set and a matrix C: {name: path}."""
-    out = tmp_path_factory.mktemp("mpi_noisy_digits")
+    return write_noisy_digits(tmp_path_factory.mktemp("mpi_noisy_digits"), digits_lmdbs)
+
+
+def write_noisy_digits(out, digits_lmdbs):
+    """Digits with the label LMDBs of a mixed set and a matrix C, in out: {name: path}."""
     truth = np.array([datum.label for _, datum in lmdb_io.read_datums(digits_lmdbs["train"])])
     rng = np.random.RandomState(3)
     matrix_c = np.zeros((10, 10))                       # [noisy, true]
@@ -156,12 +162,15 @@ def assert_same_weights(actual, expected, rtol=1e-4):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, noisy_digits):
-    """Stock `caffe train` with batch B, this tool without mpirun and on 2 ranks with B/2."""
+    """Stock `caffe train` with batch B; this tool without mpirun, on 2 ranks with the same
+    solver (B/2 each), and on 2 ranks with --batch-per-rank and B/2 in the prototxt."""
     out = tmp_path_factory.mktemp("mpi_runs")
     full = write_solver(out, noisy_digits, BATCH, "stock")
     logs = {"stock": run_caffe(["train", "-solver", full], env=ENV).stdout,
             "one": train_ok(None, ["-solver", write_solver(out, noisy_digits, BATCH, "one")]),
-            "two": train_ok(2, ["--solver", write_solver(out, noisy_digits, BATCH // 2, "two")])}
+            "two": train_ok(2, ["--solver", write_solver(out, noisy_digits, BATCH, "two")]),
+            "per_rank": train_ok(2, ["-solver", write_solver(out, noisy_digits, BATCH // 2,
+                                                             "per_rank"), "--batch-per-rank"])}
     return out, logs
 
 
@@ -179,25 +188,33 @@ def test_one_process_is_caffe_train(runs):
         np.testing.assert_array_equal(one[key], stock[key], err_msg="param %s" % (key,))
 
 
-def test_two_ranks_with_half_batch_equal_one_rank(runs):
+@pytest.mark.parametrize("run", ["two", "per_rank"])
+def test_two_ranks_equal_one_rank(runs, run):
     out, logs = runs
+    if run == "two":
+        assert ("Data-parallel training on 2 MPI ranks: layer data batch %d = 2 ranks x %d, "
+                "layer label_clean batch %d = 2 ranks x %d, layer label_noisy batch %d = 2 ranks "
+                "x %d" % ((BATCH, BATCH // 2) * 3)) in logs[run]
+    else:
+        assert "--batch-per-rank: every rank takes the whole batch_size" in logs[run]
+    assert "Gradients averaged by MPI allreduce of" in logs[run]
     stock = train_losses(logs["stock"])
-    mean = mean_losses(logs["two"])
-    assert sorted(mean) == list(range(ITERS)), logs["two"][-3000:]
+    mean = mean_losses(logs[run])
+    assert sorted(mean) == list(range(ITERS)), logs[run][-3000:]
     np.testing.assert_allclose([mean[i] for i in range(ITERS)], stock, rtol=1e-4)
     # Rank 0's own loss is on its half of each batch: far from the mean, so the check above
     # could only pass with both halves reduced.
-    rank0 = train_losses(logs["two"])
+    rank0 = train_losses(logs[run])
     assert np.mean(np.abs(np.array(rank0) - stock) > 1e-3) > 0.5, (rank0, stock)
     # Rank 0 alone built test nets, tested (iterations 0, 12, 24) and logged.
-    np.testing.assert_allclose(logged_accuracies(logs["two"]), logged_accuracies(logs["stock"]),
+    np.testing.assert_allclose(logged_accuracies(logs[run]), logged_accuracies(logs["stock"]),
                                atol=1e-6)
-    assert logs["two"].count("Solver scaffolding done") == 1
+    assert logs[run].count("Solver scaffolding done") == 1
 
     final = caffemodel(str(out / "stock_iter_24.caffemodel"))
     halfway = caffemodel(str(out / "stock_iter_12.caffemodel"))
-    assert_same_weights(caffemodel(str(out / "two_iter_24.caffemodel")), final)
-    assert_same_weights(caffemodel(str(out / "two_iter_12.caffemodel")), halfway)
+    assert_same_weights(caffemodel(str(out / ("%s_iter_24.caffemodel" % run))), final)
+    assert_same_weights(caffemodel(str(out / ("%s_iter_12.caffemodel" % run))), halfway)
     # The weights moved far more than the tolerance between the two snapshots.
     moved = max(np.abs(final[k] - halfway[k]).max() / np.abs(final[k]).max()
                 for k in final if k != ("loss_noisy", 0))
@@ -210,7 +227,7 @@ def test_two_ranks_resume_a_snapshot_and_finetune_weights(runs, noisy_digits):
     for flag, source, name in (("-snapshot", state, "resume"), ("--weights", weights, "finetune")):
         stock = write_solver(out, noisy_digits, BATCH, name + "_stock")
         run_caffe(["train", "-solver", stock, "-" + flag.lstrip("-"), source], env=ENV)
-        log = train_ok(2, ["-solver", write_solver(out, noisy_digits, BATCH // 2, name + "_two"),
+        log = train_ok(2, ["-solver", write_solver(out, noisy_digits, BATCH, name + "_two"),
                            flag, source])
         # Resuming carries on from iteration 12 (history too); fine-tuning starts at 0.
         first = 12 if flag == "-snapshot" else 0
@@ -278,6 +295,14 @@ def test_a_missing_test_lmdb_ends_the_job(tmp_path, noisy_digits):
                            "rank 0 with PID", "exited on signal 6")
 
 
+def test_a_batch_the_ranks_do_not_divide_is_named(tmp_path, noisy_digits):
+    solver = write_solver(tmp_path, noisy_digits, 33, "odd")
+    proc, seconds = run_train(2, ["-solver", solver], env=ENV)
+    assert_failed_promptly(proc, seconds, "layer 'data' (Data): batch_size 33 is the global batch "
+                           "and 2 ranks do not divide it; give a batch_size divisible by 2, or "
+                           "--batch-per-rank")
+
+
 def test_a_gpu_list_must_match_the_ranks(tmp_path, noisy_digits):
     solver = write_solver(tmp_path, noisy_digits, BATCH // 2, "gpu")
     proc, seconds = run_train(2, ["-solver", solver, "-gpu", "0"], env=ENV)
@@ -324,6 +349,40 @@ def test_bad_solver_files_are_named(tmp_path):
     no_net = solver_param('net: "%s"' % (tmp_path / "no_net.prototxt"))
     with pytest.raises(train.TrainError, match=r"net .*no_net.prototxt: No such file"):
         train.check_train_sources(no_net)
+
+
+def test_shard_batches_splits_train_data_layers_only():
+    from google.protobuf import text_format
+    net = text_format.Merge(
+        'layer { name: "a" type: "Data" include { phase: TRAIN } data_param { batch_size: 128 } } '
+        'layer { name: "b" type: "Data" include { phase: TEST } data_param { batch_size: 100 } } '
+        'layer { name: "c" type: "HDF5Data" hdf5_data_param { batch_size: 64 } } '
+        'layer { name: "d" type: "Python" python_param { module: "m" layer: "L" } }',
+        caffe_pb2.NetParameter())
+    sharded = train.shard_batches(net, 4)
+    assert [sharded.layer[0].data_param.batch_size, sharded.layer[1].data_param.batch_size,
+            sharded.layer[2].hdf5_data_param.batch_size] == [32, 100, 16]
+    assert net.layer[0].data_param.batch_size == 128        # the input is not changed
+    images = text_format.Merge('layer { name: "img" type: "ImageData" '
+                               'image_data_param { batch_size: 8 } }', caffe_pb2.NetParameter())
+    with pytest.raises(train.TrainError, match=r"layer 'img' \(ImageData\) reads the same records "
+                                               r"on every rank"):
+        train.shard_batches(images, 2)
+
+
+def test_allreduce_choice_and_nccl_on_a_build_without_it():
+    assert train.allreduce_mode("auto", [], 2) == "mpi"
+    assert train.allreduce_mode("auto", [0, 1], 2) == "nccl"
+    assert train.allreduce_mode("auto", [0], 1) is None     # one rank: nothing to average
+    assert train.allreduce_mode("nccl", [0], 1) == "nccl"
+    assert train.allreduce_mode("mpi", [0, 1], 2) == "mpi"
+    with pytest.raises(train.TrainError, match="--allreduce nccl needs GPU ranks"):
+        train.allreduce_mode("nccl", [], 2)
+    import caffe
+    if gradient_sync.has_nccl():
+        pytest.skip("this Caffe build has NCCL: tests/test_gpu.py runs it")
+    with pytest.raises(gradient_sync.SyncError, match=r"this Caffe build has no NCCL \(USE_NCCL=OFF\)"):
+        gradient_sync.nccl_sync(caffe.get_solver, MPI.COMM_WORLD)
 
 
 def test_only_train_phase_sources_are_checked():

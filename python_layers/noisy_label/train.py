@@ -3,14 +3,17 @@
     mpirun -n 2 python -m noisy_label.train -solver S [-weights W | -snapshot S] [-gpu 0,1]
     python -m noisy_label.train -solver S          # one process: the same as `caffe train`
 
-Every rank builds the same solver with Caffe's solver count and rank set, so each stock
-`Data` layer hands rank r the records r, r + K, ... of every batch (all LMDBs of a net
-stay in step): the effective batch is K x the prototxt's batch_size, as with
-`caffe train -gpu 0,1` on an NCCL build. Rank 0's weights are broadcast before the first
-step and the gradients are averaged by one MPI allreduce between backward and update
-(the solver's gradients-ready callback). Rank 0 alone logs, tests and snapshots (stock
-Caffe's `root_solver` rules); it also logs the loss averaged over the ranks, which is the
-loss `caffe train` would show for the whole K x batch.
+The prototxt's batch_size is the global batch, as the original release's `mpirun -n K ...
+-gpu 0,1,...` used it: each rank reads batch_size / K records of every batch (stock `Data`
+and `HDF5Data` layers hand rank r the records r, r + K, ...), so one solver file trains the
+same on any number of ranks. `--batch-per-rank` keeps stock Caffe's multi-GPU semantics
+instead (every rank takes the whole batch_size: K x the batch).
+
+Rank 0's weights go to every rank before the first step, and the gradients are averaged
+before each update (noisy_label.gradient_sync): by NCCL on GPU ranks, by an MPI allreduce
+through host memory on CPU ranks or with `--allreduce mpi`. Rank 0 alone logs, tests and
+snapshots (stock Caffe's `root_solver` rules); it also logs the loss averaged over the ranks,
+the loss of the whole batch.
 """
 import argparse
 import os
@@ -20,14 +23,18 @@ import tempfile
 import time
 import traceback
 
-import numpy as np
 from google.protobuf import text_format
 from mpi4py import MPI
 
 import caffe
 from caffe.proto import caffe_pb2
 
-from noisy_label import models
+from noisy_label import gradient_sync, models
+
+# Stock data layers that read every rank's share of a batch (Skip by solver rank / count).
+SHARDED_DATA = {"Data": "data_param", "HDF5Data": "hdf5_data_param"}
+# Stock data layers that do not: every rank would read the same records.
+UNSHARDED_DATA = ("ImageData", "WindowData", "MemoryData")
 
 
 class TrainError(Exception):
@@ -52,6 +59,13 @@ def parse_args(argv=None):
     parser.add_argument("-level", "--level", type=int, default=0, help="network level")
     parser.add_argument("-stage", "--stage", default="",
                         help="network stages, separated by ','")
+    parser.add_argument("--batch-per-rank", action="store_true",
+                        help="every rank takes the prototxt's whole batch_size (stock Caffe's "
+                             "multi-GPU semantics: the batch is K x batch_size); default: the "
+                             "batch_size is the global batch, batch_size / K per rank")
+    parser.add_argument("--allreduce", choices=("auto", "nccl", "mpi"), default="auto",
+                        help="how gradients are averaged: nccl (on the GPUs; the default on GPU "
+                             "ranks), mpi (through host memory; the default on CPU ranks)")
     args = parser.parse_args(argv)
     if args.weights and args.snapshot:
         parser.error("Give a snapshot to resume training or weights to finetune but not both.")
@@ -124,71 +138,64 @@ def in_train(layer):
     return not layer.include or any(train(rule) for rule in layer.include)
 
 
+def shard_batches(net, ranks):
+    """A copy of NetParameter `net` whose TRAIN-phase data layers read batch_size / ranks.
+
+    Raises TrainError naming the layer when a batch is not divisible by the ranks, or when a
+    TRAIN data layer does not read by rank (its records would repeat on every rank).
+    """
+    net = caffe_pb2.NetParameter.FromString(net.SerializeToString())
+    for layer in net.layer:
+        if not in_train(layer):
+            continue
+        if layer.type in UNSHARDED_DATA:
+            raise TrainError("layer %r (%s) reads the same records on every rank, so the batch "
+                             "cannot be split across %d ranks: use Data or HDF5Data layers, or "
+                             "--batch-per-rank" % (layer.name, layer.type, ranks))
+        if layer.type in SHARDED_DATA:
+            param = getattr(layer, SHARDED_DATA[layer.type])
+            if param.batch_size % ranks:
+                raise TrainError("layer %r (%s): batch_size %d is the global batch and %d ranks "
+                                 "do not divide it; give a batch_size divisible by %d, or "
+                                 "--batch-per-rank" % (layer.name, layer.type, param.batch_size,
+                                                       ranks, ranks))
+            param.batch_size //= ranks
+    return net
+
+
+def shard_solver(solver_param, ranks):
+    """Put the train net, its batches split over `ranks`, inline into the solver; return
+    [(layer, global batch, per-rank batch)] for the log."""
+    path, net = train_net_param(solver_param)
+    sharded = shard_batches(net, ranks)
+    if solver_param.HasField("train_net") or solver_param.HasField("train_net_param"):
+        solver_param.ClearField("train_net")
+        solver_param.train_net_param.CopyFrom(sharded)
+    else:  # one net for train and test: TEST-phase layers keep their batch
+        solver_param.ClearField("net")
+        solver_param.net_param.CopyFrom(sharded)
+    return [(before.name, getattr(before, SHARDED_DATA[before.type]).batch_size,
+             getattr(after, SHARDED_DATA[after.type]).batch_size)
+            for before, after in zip(net.layer, sharded.layer)
+            if in_train(before) and before.type in SHARDED_DATA]
+
+
+def allreduce_mode(requested, gpus, ranks):
+    """'nccl', 'mpi' or None (one rank, nothing to average) from --allreduce, the ranks and
+    whether they are on GPUs. An explicit nccl on one rank still runs NCCL (a test of it)."""
+    if requested == "nccl" and not gpus:
+        raise TrainError("--allreduce nccl needs GPU ranks (-gpu ...); CPU ranks use mpi")
+    if requested == "auto":
+        requested = None if ranks == 1 else "nccl" if gpus else "mpi"
+    return None if requested == "mpi" and ranks == 1 else requested
+
+
 def make_solver(solver_param):
     """A pycaffe solver of the param's type (pycaffe builds solvers from files only)."""
     with tempfile.NamedTemporaryFile("w", suffix=".solver.prototxt") as f:
         f.write(text_format.MessageToString(solver_param))
         f.flush()
         return caffe.get_solver(f.name)
-
-
-class GradientAllreduce(object):
-    """Solver callback: average the param diffs of all ranks before each update.
-
-    All diffs travel in one flat float32 buffer (plus the iteration's loss, so that rank 0
-    can log the loss of the whole K x batch), reduced in place.
-    """
-
-    def __init__(self, solver, comm, display=0):
-        self.solver, self.comm, self.display = solver, comm, display
-        net = solver.net
-        # Shared params appear under every layer that uses them: keep each memory once.
-        blobs = {}
-        for layer_blobs in net.params.values():
-            for blob in layer_blobs:
-                blobs.setdefault(blob.diff.ctypes.data, blob)
-        self.blobs = list(blobs.values())
-        self.losses = [(net.blobs[name], weight) for name, weight in net.blob_loss_weights.items()
-                       if weight]
-        self.buffer = np.zeros(sum(blob.count for blob in self.blobs) + 1, dtype=np.float32)
-        self.seconds = 0.0
-        self.iterations = 0
-
-    def _gather(self, field):
-        offset = 0
-        for blob in self.blobs:
-            self.buffer[offset:offset + blob.count] = getattr(blob, field).ravel()
-            offset += blob.count
-
-    def _scatter(self, field):
-        offset = 0
-        for blob in self.blobs:
-            array = getattr(blob, field)
-            array[...] = self.buffer[offset:offset + blob.count].reshape(array.shape)
-            offset += blob.count
-
-    def broadcast(self):
-        """Give every rank rank 0's weights."""
-        self._gather("data")
-        self.comm.Bcast(self.buffer, root=0)
-        self._scatter("data")
-
-    def on_start(self):
-        pass
-
-    def on_gradients_ready(self):
-        """diff <- mean over ranks of diff; rank 0 logs the mean loss on display iterations."""
-        start = time.time()
-        self._gather("diff")
-        self.buffer[-1] = sum(weight * blob.data.sum() for blob, weight in self.losses)
-        self.comm.Allreduce(MPI.IN_PLACE, self.buffer, op=MPI.SUM)
-        self.buffer /= self.comm.size
-        self._scatter("diff")
-        self.seconds += time.time() - start
-        self.iterations += 1
-        if self.comm.rank == 0 and self.display and self.solver.iter % self.display == 0:
-            caffe.log("Iteration %d, loss averaged over %d ranks = %g"
-                      % (self.solver.iter, self.comm.size, self.buffer[-1]))
 
 
 def train(args, comm=MPI.COMM_WORLD):
@@ -226,12 +233,18 @@ def train(args, comm=MPI.COMM_WORLD):
         del solver_param.weights[:]
         if args.weights:
             solver_param.weights.append(args.weights)
+    mode = allreduce_mode(args.allreduce, gpus, size)
+    shards = [] if size == 1 or args.batch_per_rank else shard_solver(solver_param, size)
     if rank == 0:
         caffe.log("Use CPU." if not gpus else "Using GPUs %s on each host, one per rank"
                   % ", ".join(str(i) for i in gpus))
-        if size > 1:
-            caffe.log("Data-parallel training on %d MPI ranks: effective batch = %d x batch_size"
-                      % (size, size))
+        if size > 1 and args.batch_per_rank:
+            caffe.log("Data-parallel training on %d MPI ranks, --batch-per-rank: every rank "
+                      "takes the whole batch_size, the batch is %d x batch_size" % (size, size))
+        elif size > 1:
+            caffe.log("Data-parallel training on %d MPI ranks: %s" % (size, ", ".join(
+                "layer %s batch %d = %d ranks x %d" % (name, whole, size, part)
+                for name, whole, part in shards)))
 
     solver = make_solver(solver_param)
     if args.snapshot:
@@ -239,11 +252,21 @@ def train(args, comm=MPI.COMM_WORLD):
         if rank == 0:
             caffe.log("Resuming from %s" % args.snapshot)
         solver.restore(args.snapshot)
-    sync = None
-    if size > 1:
-        sync = GradientAllreduce(solver, comm, solver_param.display)
-        sync.broadcast()
+    sync = nccl = None
+    try:
+        if mode == "nccl":
+            nccl = gradient_sync.nccl_sync(solver, comm)
+            if size > 1:
+                sync = gradient_sync.LossAverage(solver, comm, solver_param.display)
+        elif mode == "mpi":
+            sync = gradient_sync.GradientAllreduce(solver, comm, solver_param.display)
+            sync.broadcast()
+    except gradient_sync.SyncError as e:
+        raise TrainError(e)
+    if sync:
         solver.add_callback(sync.on_start, sync.on_gradients_ready)
+    if rank == 0 and mode:
+        caffe.log("Gradients averaged by %s" % ("NCCL on the GPUs" if nccl else sync.summary()))
 
     if rank == 0:
         caffe.log("Starting Optimization")
@@ -253,7 +276,7 @@ def train(args, comm=MPI.COMM_WORLD):
     else:
         solver.step(solver_param.max_iter - solver.iter)
     seconds = time.time() - start
-    if rank == 0 and sync and sync.iterations:
+    if rank == 0 and getattr(sync, "iterations", 0):
         # Includes waiting for the slowest rank: the cost of synchronous updates.
         caffe.log("Allreduce of %d floats: %.2f ms per iteration, %.1f%% of %.2f s training"
                   % (sync.buffer.size, 1000 * sync.seconds / sync.iterations,
