@@ -7,6 +7,7 @@
 #   make lmdb DATASET=digits|cifar10|clothing1M   LMDBs, mean file, matrix C in $EXP/db/<dataset>
 #   make train DATASET=digits|cifar10|clothing1M  the dataset's training stages (scripts/<dataset>/)
 #   make bench                   the benchmarks in bench/ (ratios against the stock Caffe tools)
+#   make bench-gpu               the GPU benchmarks (Clothing1M nets, cuDNN, MPI vs NCCL)
 #   make docker | docker-cpu     the CUDA / CPU image (docker/); DOCKER=podman|buildah,
 #                                DOCKER_FLAGS='--build-arg BASE_IMAGE=...' pass through
 #
@@ -47,6 +48,12 @@ bench-mpi: venv
 
 bench: venv bench-mpi
 	$(IN_VENV) python bench/bench_noisy_loss.py && python bench/bench_lmdb.py
+
+# On a GPU machine: the noisy-label loss in the Clothing1M joint net against two stock
+# SoftmaxWithLoss, images/s of each stage beside caffe time, the allreduce MPI vs NCCL.
+.PHONY: bench-gpu
+bench-gpu: venv
+	$(IN_VENV) python bench/bench_noisy_loss.py --net clothing1M --gpu && python bench/bench_gpu.py
 
 # make lmdb DATASET=cifar10|clothing1M|digits [DATA_ROOT=dir] [SEED=n] [FORCE=1] [NOISE_LEVEL=0.5]
 #   [NUM_CLEAN=n] [JPEG_QUALITY=75] [RESIZE=256] [UPSAMPLE=1.0] [ENCODED=1] [SKIP_BAD=1]:
