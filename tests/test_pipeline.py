@@ -175,6 +175,14 @@ def test_parse_log_rejects_a_file_without_caffe_lines(tmp_path):
     assert "notes.log has no Caffe training or test lines" in proc.stderr
 
 
+def test_clothing1m_noise_type_net_starts_from_the_clean_model(tmp_path):
+    # As the original's train_ntype.sh: -weights clean_iter_15000.caffemodel, not ImageNet's.
+    experiment = pipeline.Experiment("clothing1M", str(tmp_path))
+    with pytest.raises(pipeline.StageError, match=r"\[clothing1M\] ntype needs .*snapshots/"
+                                                  r"clothing1M/clean_iter_15000\.caffemodel"):
+        experiment.run(["ntype"])
+
+
 def test_clothing1m_without_imagenet_weights_says_where_to_put_them(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise OSError("network is unreachable")
