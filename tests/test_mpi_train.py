@@ -373,6 +373,7 @@ def test_shard_batches_splits_train_data_layers_only():
 def test_allreduce_choice_and_nccl_on_a_build_without_it():
     assert train.allreduce_mode("auto", [], 2) == "mpi"
     assert train.allreduce_mode("auto", [0, 1], 2) == "nccl"
+    assert train.allreduce_mode("auto", [0, 1], 2, nccl_built=False) == "mpi"
     assert train.allreduce_mode("auto", [0], 1) is None     # one rank: nothing to average
     assert train.allreduce_mode("nccl", [0], 1) == "nccl"
     assert train.allreduce_mode("mpi", [0, 1], 2) == "mpi"

@@ -180,13 +180,14 @@ def shard_solver(solver_param, ranks):
             if in_train(before) and before.type in SHARDED_DATA]
 
 
-def allreduce_mode(requested, gpus, ranks):
-    """'nccl', 'mpi' or None (one rank, nothing to average) from --allreduce, the ranks and
-    whether they are on GPUs. An explicit nccl on one rank still runs NCCL (a test of it)."""
+def allreduce_mode(requested, gpus, ranks, nccl_built=True):
+    """'nccl', 'mpi' or None (one rank, nothing to average) from --allreduce, the ranks, whether
+    they are on GPUs and whether Caffe has NCCL. auto: NCCL on GPU ranks of a build that has it,
+    else MPI. An explicit nccl on one rank still runs NCCL (a test of it)."""
     if requested == "nccl" and not gpus:
         raise TrainError("--allreduce nccl needs GPU ranks (-gpu ...); CPU ranks use mpi")
     if requested == "auto":
-        requested = None if ranks == 1 else "nccl" if gpus else "mpi"
+        requested = None if ranks == 1 else "nccl" if gpus and nccl_built else "mpi"
     return None if requested == "mpi" and ranks == 1 else requested
 
 
@@ -233,7 +234,7 @@ def train(args, comm=MPI.COMM_WORLD):
         del solver_param.weights[:]
         if args.weights:
             solver_param.weights.append(args.weights)
-    mode = allreduce_mode(args.allreduce, gpus, size)
+    mode = allreduce_mode(args.allreduce, gpus, size, gradient_sync.has_nccl())
     shards = [] if size == 1 or args.batch_per_rank else shard_solver(solver_param, size)
     if rank == 0:
         caffe.log("Use CPU." if not gpus else "Using GPUs %s on each host, one per rank"
@@ -266,7 +267,9 @@ def train(args, comm=MPI.COMM_WORLD):
     if sync:
         solver.add_callback(sync.on_start, sync.on_gradients_ready)
     if rank == 0 and mode:
-        caffe.log("Gradients averaged by %s" % ("NCCL on the GPUs" if nccl else sync.summary()))
+        caffe.log("Gradients averaged by %s%s" % (
+            "NCCL on the GPUs" if nccl else sync.summary(),
+            " (this Caffe has no NCCL)" if gpus and not nccl else ""))
 
     if rank == 0:
         caffe.log("Starting Optimization")
