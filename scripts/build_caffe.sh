@@ -10,6 +10,11 @@
 #   CUDA=1|0          force a CUDA / CPU_ONLY build (default: CUDA when nvcc and a GPU are present)
 #   CUDA_ARCH_BIN="60 70 80 90"  GPU architectures of a CUDA build (default: the GPUs present);
 #                     needed where no GPU is visible at build time, e.g. docker build
+#   USE_CUDNN=0, USE_NCCL=0  a CUDA build without cuDNN / NCCL (both required otherwise; they,
+#                     cuBLAS and cuRAND come from system CUDA or the nvidia-* wheels of PYTHON,
+#                     see scripts/caffe_cuda.sh; CUDA_WHEELS=<site-packages> names the wheels)
+#   PYTHON=<python3>  build pycaffe for this interpreter, against its own NumPy (no venv, no
+#                     pip); default: Debian's /usr/bin/python3 with the pinned NumPy
 #   CAFFE_CACHE=<dir> cache root (default ${XDG_CACHE_HOME:-~/.cache}/noisy-label-caffe)
 #   JOBS=<n>          parallel compile jobs (default: nproc)
 #
@@ -19,6 +24,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/caffe_cuda.sh
+source "$here/scripts/caffe_cuda.sh"
 patch_dir="$here/patches/caffe"
 # Patches for CUDA builds only (cuDNN >= 8), kept apart so that CPU builds keep their key.
 cuda_patch_dir="$here/patches/caffe-cuda"
@@ -59,14 +66,6 @@ use_cuda() {
     && nvidia-smi -L >/dev/null 2>&1
 }
 
-cudnn_found() {
-  local d
-  for d in /usr/include /usr/local/cuda/include /usr/include/x86_64-linux-gnu; do
-    [ -e "$d/cudnn.h" ] || [ -e "$d/cudnn_version.h" ] && return 0
-  done
-  return 1
-}
-
 cmake_flags() {
   local flags=(
     -DCMAKE_BUILD_TYPE=Release
@@ -75,16 +74,27 @@ cmake_flags() {
     -DUSE_LMDB=ON -DUSE_LEVELDB=OFF -DUSE_OPENCV=ON -DBLAS=Open
   )
   if use_cuda; then
-    flags+=(-DCPU_ONLY=OFF)
-    # Caffe's fallback list when it sees no GPU has architectures that CUDA 12 dropped.
-    if [ -n "${CUDA_ARCH_BIN:-}" ]; then
-      flags+=(-DCUDA_ARCH_NAME=Manual "-DCUDA_ARCH_BIN=$CUDA_ARCH_BIN" "-DCUDA_ARCH_PTX=${CUDA_ARCH_BIN##* }")
-    fi
-    if cudnn_found; then flags+=(-DUSE_CUDNN=ON); else flags+=(-DUSE_CUDNN=OFF); fi
+    mapfile -t -O ${#flags[@]} flags < <(cuda_cmake_flags "$(cuda_view_dir)")
   else
     flags+=(-DCPU_ONLY=ON -DUSE_CUDNN=OFF)
   fi
+  # CMake 4 refuses Caffe's cmake_minimum_required(2.8.7) without this.
+  if [ "$(cmake --version 2>/dev/null | sed -n 's/^cmake version \([0-9]*\).*/\1/p')" -ge 4 ] 2>/dev/null; then
+    flags+=(-DCMAKE_POLICY_VERSION_MINIMUM=3.5)
+  fi
   printf '%s\n' "${flags[@]}"
+}
+
+# Die now, naming what is missing, rather than inside a later $(...) that would swallow it.
+check_config() {
+  if use_cuda; then
+    cuda_locate > /dev/null
+    cuda_arch_bin > /dev/null
+  fi
+  if [ -n "${PYTHON:-}" ]; then
+    "$PYTHON" -c 'import numpy' 2>/dev/null \
+      || die "PYTHON=$PYTHON cannot import numpy (pycaffe is compiled against that Python's NumPy)"
+  fi
 }
 
 source_id() {
@@ -110,10 +120,20 @@ patch_files() {
 # also runs under numpy 1.x; numpy 1 headers would not run under numpy 2).
 numpy_pin() { grep -E '^numpy==' "$here/requirements.txt" || die "requirements.txt pins no numpy"; }
 
+# What pycaffe is compiled for: the pinned NumPy in Debian's python3, or PYTHON's own.
+python_id() {
+  if [ -n "${PYTHON:-}" ]; then
+    echo "python: $(readlink -f "$(command -v "$PYTHON")") $("$PYTHON" -c 'import sys, numpy
+print(sys.version.split()[0], numpy.__version__)')"
+  else
+    numpy_pin
+  fi
+}
+
 cache_key() {
   {
     echo "recipe $recipe_version"
-    numpy_pin
+    python_id
     source_id
     cmake_flags
     patch_files | xargs -d '\n' cat
@@ -237,16 +257,24 @@ build() {
   src="$tmp/src"; mkdir -p "$src"
   get_source "$src"
   apply_patches "$src"
+  if use_cuda; then
+    say "CUDA view: $(make_cuda_view)"
+  fi
   mapfile -t flags < <(cmake_flags)
-  # Debian's python3 (the libpython the caffe binary embeds) with the pinned NumPy.
-  say "preparing a build Python with $(numpy_pin)"
-  /usr/bin/python3 -m venv "$tmp/python" && "$tmp/python/bin/python" -m pip install -q "$(numpy_pin)" >&2 \
-    || die "could not install $(numpy_pin) for the build"
-  flags+=(-DPYTHON_EXECUTABLE="$tmp/python/bin/python")
+  local python=${PYTHON:-}
+  if [ -z "$python" ]; then
+    # Debian's python3 (the libpython the caffe binary embeds) with the pinned NumPy.
+    say "preparing a build Python with $(numpy_pin)"
+    /usr/bin/python3 -m venv "$tmp/python" && "$tmp/python/bin/python" -m pip install -q "$(numpy_pin)" >&2 \
+      || die "could not install $(numpy_pin) for the build"
+    python="$tmp/python/bin/python"
+  fi
+  flags+=(-DPYTHON_EXECUTABLE="$python")
   # Debian's python3-numpy, when installed, puts NumPy 1.x headers in the Python include dir,
   # which comes before NumPy's own on the compile line: use a copy of that dir without them.
   local pyinc
-  pyinc=$("$tmp/python/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+  pyinc=$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+  [ -e "$pyinc/Python.h" ] || die "no Python.h in $pyinc: the headers of $python are needed (python3-dev)"
   mkdir -p "$tmp/pyinclude"
   find "$pyinc" -mindepth 1 -maxdepth 1 ! -name numpy -exec ln -s {} "$tmp/pyinclude/" \;
   flags+=(-DPYTHON_INCLUDE_DIR="$tmp/pyinclude")
@@ -265,7 +293,8 @@ build() {
   [ -n "$initpy" ] || die "the install has no python/caffe package"
   # Where pycaffe lives, relative to the prefix (stock: python/; Debian's patch: lib/python3/dist-packages).
   dirname "$(dirname "${initpy#"$staged/"}")" > "$staged/PYTHONDIR"
-  { echo "source: $(source_id)"; cmake_flags; } > "$staged/BUILDINFO"
+  { echo "source: $(source_id)"; python_id; cmake_flags; } > "$staged/BUILDINFO"
+  echo "$python" > "$staged/PYTHON"
   rm -rf "$prefix"
   mv "$staged" "$prefix"
   rm -rf "$tmp"
@@ -282,6 +311,7 @@ main() {
     '') ;;
     *) die "unknown argument: $1 (see the header of $0)" ;;
   esac
+  check_config
   install_deps
   local prefix; prefix=$(prefix_dir)
   if [ -x "$prefix/bin/caffe" ]; then

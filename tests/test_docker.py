@@ -71,7 +71,7 @@ def test_dockerfile_builds_caffe_with_the_host_recipe(kind):
              if keyword == "RUN" and "bash scripts/build_caffe.sh" in args]
     assert len(build) == 1, "%s: build_caffe.sh should run exactly once: %s" % (kind, runs)
     copied = " ".join(args for keyword, args in steps[:build[0]] if keyword == "COPY")
-    for needed in ("scripts/build_caffe.sh", "patches/", "requirements.txt"):
+    for needed in ("scripts/build_caffe.sh", "scripts/caffe_cuda.sh", "patches/", "requirements.txt"):
         assert needed in copied, "%s: %s is not copied before the Caffe build" % (kind, needed)
     # The venv comes from `make venv`, i.e. scripts/setup_venv.sh, after the whole tree is copied.
     venv = [i for i, (keyword, args) in enumerate(steps) if keyword == "RUN" and args == "make venv"]
