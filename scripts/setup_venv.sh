@@ -8,6 +8,11 @@
 # the venv see the same interpreter. The embedded interpreter does not know about the
 # venv, so .venv/bin/caffe is a small launcher that puts the venv's site-packages,
 # python_layers/ and pycaffe on PYTHONPATH (the user's own PYTHONPATH is kept, after them).
+#
+# A Caffe built for another Python (make caffe PYTHON=..., e.g. a GPU node's PyTorch venv)
+# gets a venv of that interpreter that sees its packages (NumPy above all: pycaffe is
+# compiled against it) and installs only the modules it lacks, pinned, from PIP_FIND_LINKS /
+# the registry; nothing is installed when nothing is missing, so it works offline.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,13 +30,54 @@ fi
 # A venv cannot be renamed once made (its scripts name their path), so it is made in
 # place; the stamp, written last, is what marks it complete.
 rm -f "$venv/.stamp"
-if [ ! -x "$venv/bin/python" ]; then
-  echo "setup_venv: creating $venv" >&2
-  /usr/bin/python3 -m venv "$venv"
+python=$(cat "$prefix/PYTHON" 2>/dev/null || true)
+case $python in ""|*/.build.*/python/bin/python) python= ;; esac   # Debian's python3 + pins
+extra_sites=
+if [ -z "$python" ]; then
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "setup_venv: creating $venv" >&2
+    /usr/bin/python3 -m venv "$venv"
+  fi
+  "$venv/bin/python" -m pip install -q --upgrade pip >&2
+  "$venv/bin/python" -m pip install -q -r "$here/requirements.txt" >&2
+  "$venv/bin/python" -m pip install -q --no-deps -e "$here" >&2
+else
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "setup_venv: creating $venv over $python" >&2
+    "$python" -m venv --system-site-packages "$venv"
+  fi
+  # When $python is itself a venv its packages are not the "system" ones: name them.
+  extra_sites=$("$python" -c 'import site, sys
+print(":".join(site.getsitepackages()) if sys.prefix != sys.base_prefix else "")')
+  vsite=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  tr ':' '\n' <<< "$extra_sites" > "$vsite/base-python.pth"
+  # Each runtime requirement the interpreter lacks (by import name), pinned as requirements.txt.
+  missing=()
+  while read -r module pin; do
+    "$venv/bin/python" -c "import $module" 2>/dev/null \
+      || missing+=("$(grep -iE "^$pin==" "$here/requirements.txt" || echo "$pin")")
+  done <<'REQS'
+numpy numpy
+skimage scikit-image
+six six
+google.protobuf protobuf
+lmdb lmdb
+cv2 opencv-python-headless
+yaml PyYAML
+mpi4py mpi4py
+tqdm tqdm
+matplotlib matplotlib
+sklearn scikit-learn
+pytest pytest
+REQS
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup_venv: installing what $python lacks: ${missing[*]}" >&2
+    "$venv/bin/python" -m pip install -q --no-deps "${missing[@]}" >&2 || {
+      echo "setup_venv: could not install ${missing[*]}; offline, bring their wheels and set" \
+           "PIP_FIND_LINKS=<dir> PIP_NO_INDEX=1" >&2; exit 1; }
+  fi
+  "$venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$here" >&2
 fi
-"$venv/bin/python" -m pip install -q --upgrade pip >&2
-"$venv/bin/python" -m pip install -q -r "$here/requirements.txt" >&2
-"$venv/bin/python" -m pip install -q --no-deps -e "$here" >&2
 
 site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 pydir="$prefix/$(cat "$prefix/PYTHONDIR")"
@@ -43,7 +89,7 @@ launcher() {
 #!/bin/sh
 # Stock Caffe's $1 from $prefix, with .venv, python_layers/ and pycaffe on the
 # embedded Python's path (written by scripts/setup_venv.sh).
-PYTHONPATH="$site:$here/python_layers:$pydir\${PYTHONPATH:+:\$PYTHONPATH}"
+PYTHONPATH="$site${extra_sites:+:$extra_sites}:$here/python_layers:$pydir\${PYTHONPATH:+:\$PYTHONPATH}"
 export PYTHONPATH
 exec "$prefix/bin/$1" "\$@"
 EOF
