@@ -123,7 +123,7 @@ numpy_pin() { grep -E '^numpy==' "$here/requirements.txt" || die "requirements.t
 # What pycaffe is compiled for: the pinned NumPy in Debian's python3, or PYTHON's own.
 python_id() {
   if [ -n "${PYTHON:-}" ]; then
-    echo "python: $(readlink -f "$(command -v "$PYTHON")") $("$PYTHON" -c 'import sys, numpy
+    echo "python: $(command -v "$PYTHON") $("$PYTHON" -c 'import sys, numpy
 print(sys.version.split()[0], numpy.__version__)')"
   else
     numpy_pin
