@@ -13,7 +13,7 @@ import tarfile
 
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 
 SCRIPT = os.path.join(REPO, "scripts", "build_caffe.sh")
 NVCC = shutil.which("nvcc") or (os.path.exists("/usr/local/cuda/bin/nvcc") and

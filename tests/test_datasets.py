@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import caffe_tool
+from helpers import caffe_tool
 from noisy_label import blob_io, datasets, lmdb_io, mean, paths
 from test_noise_and_matrix_c import reference_matrix_c
 

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 
 DOCKERFILES = {"cuda": os.path.join(REPO, "docker", "Dockerfile"),
                "cpu": os.path.join(REPO, "docker", "Dockerfile.cpu")}

@@ -5,7 +5,7 @@ import subprocess
 
 import numpy as np
 
-from conftest import REPO, caffe_tool, run_caffe, train_losses
+from helpers import REPO, caffe_tool, run_caffe, train_losses
 from noisy_label import smoke
 
 

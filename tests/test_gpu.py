@@ -17,7 +17,7 @@ os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")
 import numpy as np
 import pytest
 
-from conftest import REPO, run_caffe
+from helpers import REPO, run_caffe
 from noisy_label import blob_io, caffe_log, gradient_sync, noisy_loss, pipeline
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import caffe
-from conftest import run_caffe
+from helpers import run_caffe
 from noisy_label import blob_io
 from test_noisy_loss_math import random_case, random_matrix_c, reference
 

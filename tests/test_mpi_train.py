@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from caffe.proto import caffe_pb2
-from conftest import REPO, run_caffe, train_losses
+from helpers import REPO, run_caffe, train_losses
 from mpi4py import MPI
 
 from noisy_label import blob_io, gradient_sync, lmdb_io, train

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 from noisy_label import caffe_log, models, paths, pipeline, report
 
 

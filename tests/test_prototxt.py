@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 
-from conftest import REPO, run_caffe
+from helpers import REPO, run_caffe
 from noisy_label import blob_io, lmdb_io, models, paths
 
 # Image size and channels of each dataset's image LMDBs (Clothing1M: 256, cropped to 227).

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import REPO, caffe_tool
+from helpers import REPO, caffe_tool
 from noisy_label import blob_io, lmdb_io
 
 TOOLS = ["make_lmdb", "synthesize_noise", "estimate_matrix_c", "assign_noise_types",

@@ -12,6 +12,8 @@ The file names inside `db_dir(name)` keep the original release's names, so its
 prototxts' sources carry over; `make lmdb`, the tools and the prototxts take them from here.
 """
 import os
+import shutil
+import sys
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DATASETS = ("digits", "cifar10", "clothing1M")
@@ -22,6 +24,19 @@ def exp_root(exp=None):
     """The experiment root: `exp`, else $EXP, else `exp/` in the repository."""
     exp = exp or os.environ.get("EXP") or os.path.join(REPO_ROOT, DEFAULT_EXP)
     return os.path.abspath(exp)
+
+
+def caffe_tool(name="caffe"):
+    """A stock Caffe tool: the launcher beside this Python (the venv's, written by
+    scripts/setup_venv.sh), else the one on PATH; IOError saying how to get one."""
+    beside = os.path.join(os.path.dirname(sys.executable), name)
+    if os.path.isfile(beside) and os.access(beside, os.X_OK):
+        return beside
+    found = shutil.which(name)
+    if found is None:
+        raise IOError("no `%s` beside %s nor on PATH: run `make venv` and use .venv/bin/python"
+                      % (name, sys.executable))
+    return found
 
 
 def check_dataset(name):
