@@ -74,7 +74,7 @@ def timing_solver(exp, stage, iters, display):
 
 def caffe_time_ms(net, gpu, iters):
     """Stock `caffe time`'s Average Forward-Backward of a net's TRAIN phase, in ms."""
-    log = run(["caffe", "time", "-model", net, "-gpu", str(gpu), "-iterations", str(iters)])[0]
+    log = run([paths.caffe_tool(), "time", "-model", net, "-gpu", str(gpu), "-iterations", str(iters)])[0]
     found = re.search(r"Average Forward-Backward: ([0-9.]+) ms", log)
     if not found:
         sys.exit("caffe time printed no Average Forward-Backward:\n" + log[-2000:])
@@ -114,7 +114,7 @@ def main():
         print("%-26s %14s %22s %8s" % ("stage", "caffe train", "caffe time (fwd+bwd)", "ratio"))
         for stage in tqdm(list(models.stage_nets(DATASET)), desc="stages", leave=False):
             solver, net = timing_solver(exp, stage, args.iters, args.display)
-            log = run(["caffe", "train", "-solver", solver, "-gpu", str(args.gpu)])[0]
+            log = run([paths.caffe_tool(), "train", "-solver", solver, "-gpu", str(args.gpu)])[0]
             train_images = iterations_per_second(log) * batch
             time_images = 1000.0 * batch / caffe_time_ms(net, args.gpu, args.iters)
             print("%-26s %9.1f img/s %17.1f img/s %8.2f"

@@ -19,7 +19,7 @@ import time
 import cv2
 import numpy as np
 
-from noisy_label import imageset, mean
+from noisy_label import imageset, mean, paths
 
 
 def make_jpegs(out_dir, count, seed=0):
@@ -98,7 +98,7 @@ def main():
             for db in (stock_db, ours_db):
                 shutil.rmtree(db, ignore_errors=True)
             stock_runs.append(timed(lambda: subprocess.run(
-                ["convert_imageset", "-resize_height", str(args.size), "-resize_width",
+                [paths.caffe_tool("convert_imageset"), "-resize_height", str(args.size), "-resize_width",
                  str(args.size), images_dir + "/", list_path, stock_db],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)))
             our_runs.append(timed(lambda: imageset.build_image_lmdb(
@@ -108,7 +108,7 @@ def main():
         assert built["count"] == args.images
 
         stock_mean_s = min(timed(lambda: subprocess.run(
-            ["compute_image_mean", stock_db, os.path.join(work, "stock_mean.binaryproto")],
+            [paths.caffe_tool("compute_image_mean"), stock_db, os.path.join(work, "stock_mean.binaryproto")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True))[0]
             for _ in range(args.repeat))
         mean_runs = [timed(lambda: mean.compute_mean(stock_db)) for _ in range(args.repeat)]

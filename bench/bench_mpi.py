@@ -28,7 +28,7 @@ import numpy as np
 from google.protobuf import text_format
 from tqdm import tqdm
 
-from noisy_label import blob_io, lmdb_io, models
+from noisy_label import blob_io, lmdb_io, models, paths
 
 # One BLAS thread per rank; OpenMPI refuses root without the two ALLOW variables.
 ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
@@ -173,7 +173,7 @@ def main():
         if allreduce == "auto":
             allreduce = "nccl" if num_gpus >= 2 else "mpi"
         two = train + ["--batch-per-rank", "--allreduce", allreduce] + gpu_flag(2)
-        runs = [("caffe train (stock)", 1, ["caffe", "train", "-solver", solver] + gpu_flag(1)),
+        runs = [("caffe train (stock)", 1, [paths.caffe_tool(), "train", "-solver", solver] + gpu_flag(1)),
                 ("noisy_label.train", 1, train + gpu_flag(1)),
                 ("mpirun -n 2 noisy_label.train (%s)" % allreduce, 2, mpirun + ["2"] + two)]
         best = {}

@@ -57,3 +57,13 @@ def run_plain(command, cwd, timeout=600, **extra_env):
     in .stdout (stderr merged)."""
     return subprocess.run(command, cwd=cwd, env=plain_env(**extra_env), timeout=timeout,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def run_python(code, cwd, env=None):
+    """Run a Python snippet with the venv's Python in `cwd` (for relative prototxt sources,
+    without changing this process's directory); its stdout, or AssertionError with its log."""
+    proc = subprocess.run([PYTHON, "-c", code], cwd=cwd, env=caffe_env(env),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise AssertionError("python -c failed in %s:\n%s" % (cwd, proc.stderr[-4000:]))
+    return proc.stdout

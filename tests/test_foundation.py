@@ -1,6 +1,5 @@
 """Stock BVLC Caffe from the project's build: pycaffe, the caffe CLI and Python layers."""
 import os
-import shutil
 import subprocess
 
 import numpy as np

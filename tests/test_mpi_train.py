@@ -400,3 +400,34 @@ def test_only_train_phase_sources_are_checked():
                                                r"'/no/train' does not exist"):
         train.check_train_sources(solver_param(text_format.MessageToString(
             caffe_pb2.SolverParameter(net_param=net))))
+
+
+def test_ctrl_c_ends_the_job_and_it_resumes_from_the_newest_complete_snapshot(tmp_path,
+                                                                              noisy_digits):
+    """mpirun's Ctrl-C (SIGTERM to the ranks, then SIGKILL): the job ends promptly; the
+    re-run with -snapshot of the newest complete snapshot finishes the schedule."""
+    from noisy_label import snapshots
+    solver = write_solver(tmp_path, noisy_digits, BATCH, "long", iters=3000)
+    text = open(solver).read().replace("display: 1\n", "display: 100\n")
+    with open(solver, "w") as f:
+        f.write(text.replace("snapshot: 12\n", "snapshot: 100\n").replace(
+            "test_interval: 12\n", "test_interval: 1000\n"))
+    prefix = str(tmp_path / "long")
+    command = [shutil.which("mpirun"), "--oversubscribe", "-n", "2", sys.executable, "-m",
+               "noisy_label.train", "-solver", solver]
+    proc = subprocess.Popen(command, cwd=REPO, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    start = time.time()
+    while not [i for i, _ in snapshots.listed(prefix) if i >= 300]:
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        assert time.time() - start < TIMEOUT, "no snapshot 300 after %d s" % TIMEOUT
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)                 # the terminal's Ctrl-C
+    stdout = proc.communicate(timeout=TIMEOUT)[0]
+    assert proc.returncode != 0 and "Traceback" not in stdout, stdout[-3000:]
+    assert not os.path.exists(prefix + "_iter_3000.caffemodel")
+    iteration, state = snapshots.latest(prefix)
+    assert 300 <= iteration < 3000
+    log = train_ok(2, ["-solver", solver, "-snapshot", state])
+    assert "Resuming from %s" % state in log
+    assert os.path.exists(prefix + "_iter_3000.caffemodel")

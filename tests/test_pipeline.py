@@ -64,12 +64,11 @@ def test_init_copies_both_trained_nets_whole(digits_run):
     assert joint.params["loss_noisy"][0].data.shape == (1, 1, 10, 10)
 
 
-def test_clothing1m_init_copies_caffenet_towers_whole(tmp_path, monkeypatch):
+def test_clothing1m_init_copies_caffenet_towers_whole(tmp_path):
     """Clothing1M's init on two random CaffeNets: fc8_clean and fc6_ntype..fc8_ntype too."""
     import caffe
     from test_prototxt import write_fixture
     write_fixture(str(tmp_path), "clothing1M", num=2)
-    monkeypatch.chdir(tmp_path)                   # the prototxts read exp/db/... from here
     experiment = pipeline.Experiment("clothing1M", str(tmp_path / "exp"))
     os.makedirs(experiment.snapshot_dir)
     for stage in ("clean", "ntype"):

@@ -1,6 +1,7 @@
 """The experiment prototxts: current with their generator, stock layers only, and every
 net constructs in stock Caffe against small LMDBs laid out as `make lmdb` writes them."""
 import glob
+import json
 import os
 import re
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 
-from helpers import REPO, run_caffe
+from helpers import REPO, run_caffe, run_python
 from noisy_label import blob_io, lmdb_io, models, paths
 
 # Image size and channels of each dataset's image LMDBs (Clothing1M: 256, cropped to 227).
@@ -75,19 +76,16 @@ def test_prototxt_uses_stock_layers_and_no_fork_fields(name):
 
 
 @pytest.mark.parametrize("name", paths.DATASETS)
-def test_every_net_constructs_in_stock_caffe(name, tmp_path, monkeypatch):
-    import caffe
+def test_every_net_constructs_in_stock_caffe(name, tmp_path):
     write_fixture(str(tmp_path), name)
-    monkeypatch.chdir(tmp_path)   # the committed sources are relative: exp/db/<name>/...
-    for path in prototxts(name):
-        if "_solver" in path:
-            continue
-        phases = [caffe.TEST] if path.endswith("_test.prototxt") else [caffe.TRAIN, caffe.TEST]
-        for phase in phases:
-            net = caffe.Net(path, phase)
-            assert net.blobs["data"].data.shape[1:] == (
-                (3, 227, 227) if name == "clothing1M" else SHAPES[name])
-            del net
+    # The committed sources are relative (exp/db/<name>/...): build the nets from tmp_path.
+    nets = [(path, phase) for path in prototxts(name) if "_solver" not in path
+            for phase in ((1,) if path.endswith("_test.prototxt") else (0, 1))]
+    shapes = run_python("import caffe, json\n"
+                        "print(json.dumps([caffe.Net(path, phase).blobs['data'].data.shape[1:]"
+                        " for path, phase in %r]))" % nets, cwd=str(tmp_path))
+    expected = (3, 227, 227) if name == "clothing1M" else SHAPES[name]
+    assert [tuple(shape) for shape in json.loads(shapes)] == [expected] * len(nets)
 
 
 def test_clothing1m_joint_stages_differ_as_the_paper(tmp_path):
@@ -110,15 +108,10 @@ def test_clothing1m_joint_stages_differ_as_the_paper(tmp_path):
 
 
 def test_caffe_test_runs_the_clothing1m_test_net(tmp_path):
-    import caffe
     write_fixture(str(tmp_path), "clothing1M", num=3)
     model = os.path.join(REPO, "prototxt", "clothing1M", "noisy_label_loss_test.prototxt")
-    cwd = os.getcwd()
-    os.chdir(str(tmp_path))
-    try:
-        caffe.Net(model, caffe.TEST).save(str(tmp_path / "random.caffemodel"))
-    finally:
-        os.chdir(cwd)
+    run_python("import caffe; caffe.Net(%r, caffe.TEST).save('random.caffemodel')" % model,
+               cwd=str(tmp_path))
     log = run_caffe(["test", "-model", model, "-weights", str(tmp_path / "random.caffemodel"),
                      "-iterations", "2"], cwd=str(tmp_path)).stdout
     assert "Use CPU." in log or "Use GPU" in log
@@ -140,7 +133,8 @@ def test_init_layer_maps_follow_the_original_release():
 
 
 # The original release's solvers (models/<dataset>/*_solver.prototxt), field by field; ours
-# differ only in random_seed (fixed, for repeatable runs) and solver_mode (left to -gpu).
+# differ in random_seed (fixed, for repeatable runs), solver_mode (left to -gpu) and, for
+# CIFAR-10, `snapshot` (SNAPSHOT_EVERY: the original kept only the last one).
 ORIGINAL_SOLVERS = {
     ("cifar10", "clean"): dict(test_iter=[100], test_interval=500, test_initialization=False,
                                base_lr=0.001, stepsize=4000, max_iter=5000, snapshot=5000),
@@ -169,11 +163,17 @@ COMMON = {"cifar10": dict(lr_policy="step", gamma=0.1, display=100, average_loss
                              momentum=0.9, weight_decay=0.0005)}
 
 
+SNAPSHOT_EVERY = {("cifar10", "clean"): 1000, ("cifar10", "noisy_gt_ft_clean"): 1000,
+                  ("cifar10", "ntype"): 500, ("cifar10", "noisy_label_loss"): 1000}
+
+
 @pytest.mark.parametrize("name,stage", sorted(ORIGINAL_SOLVERS))
 def test_solvers_follow_the_original_release(name, stage):
     _, messages = models.experiment(name)
     solver = messages[models.solver_file_name(name, stage)]
-    for field, value in dict(COMMON[name], **ORIGINAL_SOLVERS[(name, stage)]).items():
+    original = dict(COMMON[name], **ORIGINAL_SOLVERS[(name, stage)])
+    original["snapshot"] = SNAPSHOT_EVERY.get((name, stage), original["snapshot"])
+    for field, value in original.items():
         got = list(getattr(solver, field)) if field == "test_iter" else getattr(solver, field)
         assert got == pytest.approx(value), (name, stage, field)
 
@@ -202,3 +202,40 @@ def test_learning_rates_and_decay_follow_the_original_release():
             assert params == [(1, 1), (2, 0)], (file_name, layer)
     assert "fc8_clean" in learnable(clothing["clean_trainval.prototxt"])
     assert "fc8_ntype" in learnable(clothing["ntype_trainval.prototxt"])
+
+
+@pytest.mark.parametrize("name", ["digits", "cifar10", "clothing1M"])
+def test_every_stage_snapshots_along_the_way(name):
+    """A stage that stops early loses at most 10,000 iterations (Clothing1M, as the original)
+    or a third of the stage (CIFAR-10, digits): it resumes from its newest snapshot."""
+    _, messages = models.experiment(name)
+    for stage in models.stage_nets(name):
+        solver = messages[models.solver_file_name(name, stage)]
+        assert solver.snapshot <= (10000 if name == "clothing1M" else solver.max_iter // 3), stage
+
+
+def test_settings_change_the_generated_solvers_and_nets():
+    settings = models.parse_settings("train_batch=64 max_iter=300 clean.snapshot=7 "
+                                     "ntype.base_lr=0.5", "digits")
+    assert settings == {"train_batch": 64, "max_iter": 300, "clean.snapshot": 7,
+                        "ntype.base_lr": 0.5}
+    _, messages = models.experiment("digits", settings=settings)
+    solvers = {stage: messages[models.solver_file_name("digits", stage)]
+               for stage in models.stage_nets("digits")}
+    assert {s.max_iter for s in solvers.values()} == {300}
+    assert solvers["clean"].snapshot == 7 and solvers["noisy_gt_ft_clean"].snapshot == 250
+    assert solvers["ntype"].base_lr == pytest.approx(0.5)
+    assert solvers["clean"].base_lr == pytest.approx(0.01)
+    train = [layer for layer in messages["clean_trainval.prototxt"].layer
+             if layer.type == "Data" and layer.include[0].phase == models.TRAIN]
+    assert train[0].data_param.batch_size == 64
+
+
+@pytest.mark.parametrize("text,message", [
+    ("max_iter", "not key=value"), ("max_iter=", "not key=value"),
+    ("bogus=3", "unknown setting 'bogus'"), ("stage9.max_iter=3", "no stage 'stage9'"),
+    ("max_iter=-5", "positive integer"), ("train_batch=1.5", "positive integer"),
+    ("clean.train_batch=4", "unknown setting 'train_batch'")])
+def test_bad_settings_are_named(text, message):
+    with pytest.raises(ValueError, match=message):
+        models.parse_settings(text, "digits")

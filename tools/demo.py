@@ -3,8 +3,9 @@
 seeds, then a report of test accuracy per stage (mean ± std) beside the original release's
 CIFAR-10 and Clothing1M numbers: $EXP/logs/digits/report.md and report.png.
 
-The first seed lives in EXP itself (exp/db/digits, exp/snapshots/digits, exp/logs/digits),
-the others in EXP/seeds/<seed>/. Finished stages are skipped, so a re-run only reports.
+Seed 1 lives in EXP itself (exp/db/digits, exp/snapshots/digits, exp/logs/digits), seed n
+in EXP/seeds/<n>/ (as make lmdb / make train SEED=n). Finished stages are skipped, stopped
+ones resumed, so a re-run only reports.
 """
 import argparse
 import os
@@ -30,20 +31,19 @@ def main():
     gpu = 0 if pipeline.gpu_available() else None
     exps = []
     for seed in args.seeds:
-        exp = paths.seed_root(args.exp, seed, args.seeds[0])
+        exp = paths.seed_root(args.exp, seed)
         exps.append(exp)
         print("== digits, seed %d (%s)" % (seed, exp), flush=True)
         lmdb = [sys.executable, os.path.join(paths.REPO_ROOT, "tools", "make_lmdb.py"), DATASET,
-                "--exp", exp, "--seed", str(seed)]
+                "--seed", str(seed)] + (["--exp", args.exp] if args.exp else [])
         for flag, value in (("--noise-level", args.noise_level), ("--num-clean", args.num_clean)):
             if value is not None:
                 lmdb += [flag, str(value)]
-        if subprocess.call(lmdb) != 0:
-            sys.exit("error: make lmdb DATASET=digits failed for seed %d" % seed)
-        try:
-            pipeline.Experiment(DATASET, exp, gpu=gpu, seed=seed).run()
-        except pipeline.StageError as e:
-            sys.exit("error: %s" % e)
+        code = subprocess.call(lmdb)
+        if code != 0:
+            sys.exit(code if code == 130 else "error: make lmdb DATASET=digits failed for seed %d"
+                     % seed)
+        pipeline.Experiment(DATASET, args.exp, gpu=gpu, seed=seed).run()
     out_dir = paths.log_dir(DATASET, args.exp)
     print(report.write(DATASET, exps, args.seeds, out_dir))
     print("report: %s, %s (%.0f s)" % (os.path.join(out_dir, "report.md"),
@@ -51,4 +51,13 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except pipeline.StageInterrupted as e:
+        sys.stderr.write("%s\n" % e)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.stderr.write("demo: interrupted; `make demo` again resumes\n")
+        sys.exit(130)
+    except (pipeline.StageError, IOError, ValueError) as e:
+        sys.exit("error: %s" % e)

@@ -20,7 +20,9 @@ def main():
     parser.add_argument("--exp", default=None, help="experiment root (default: $EXP or exp/)")
     parser.add_argument("--data-root", default=None,
                         help="raw data (default: <exp>/datasets/<dataset>)")
-    parser.add_argument("--seed", type=int, default=1, help="seed of the noise, splits, shuffles")
+    parser.add_argument("--seed", type=int, default=1,
+                        help="seed of the noise, splits, shuffles; seed n > 1 writes to "
+                             "<exp>/seeds/n, where make train SEED=n reads (default 1)")
     parser.add_argument("--force", action="store_true", help="rebuild outputs that are up to date")
     parser.add_argument("--noise-level", type=float, default=None,
                         help="cifar10/digits: synthetic noise level in [0, 1] (default 0.5)")
@@ -41,7 +43,10 @@ def main():
                         help="skip (and list) missing or corrupt images instead of stopping")
     args = parser.parse_args()
     try:
-        datasets.build(args.dataset, exp=args.exp, data_root=args.data_root, seed=args.seed,
+        # Seed n has its own root (paths.seed_root); the raw data is shared.
+        datasets.build(args.dataset, exp=paths.seed_root(args.exp, args.seed),
+                       data_root=args.data_root or paths.data_root(args.dataset, args.exp),
+                       seed=args.seed,
                        force=args.force, encoded=args.encoded, skip_bad=args.skip_bad,
                        noise_level=args.noise_level, num_clean=args.num_clean,
                        jpeg_quality=args.jpeg_quality,

@@ -11,10 +11,10 @@ def main():
     parser.add_argument("dataset", choices=paths.DATASETS)
     parser.add_argument("--exp", help="experiment root (default: $EXP or exp/)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1],
-                        help="seeds whose runs to aggregate: the first lives in EXP, the others "
-                             "in EXP/seeds/<seed> (default: 1)")
+                        help="seeds whose runs to aggregate: seed 1 lives in EXP, seed n "
+                             "in EXP/seeds/<n> (default: 1)")
     args = parser.parse_args()
-    exps = [paths.seed_root(args.exp, seed, args.seeds[0]) for seed in args.seeds]
+    exps = [paths.seed_root(args.exp, seed) for seed in args.seeds]
     out_dir = paths.log_dir(args.dataset, args.exp)
     try:
         print(report.write(args.dataset, exps, args.seeds, out_dir))

@@ -15,7 +15,6 @@ mean; matrix C), each recorded in `manifest.json` with what it was built from: a
 group that is complete and built from the same inputs and options, unless `force`.
 """
 import collections
-import json
 import os
 import pickle
 import shutil
@@ -24,7 +23,8 @@ import tempfile
 
 import numpy as np
 
-from noisy_label import blob_io, download, imageset, lmdb_io, matrix_c, mean, noise, paths
+from noisy_label import download, imageset, lmdb_io, matrix_c, mean, noise, paths
+from noisy_label import manifest as manifest_io
 
 NUM_CLASSES = {"cifar10": 10, "digits": 10, "clothing1M": 14}
 # The options each dataset takes, with their defaults (`make lmdb` passes only those given).
@@ -392,29 +392,25 @@ def write_outputs(db_dir, outputs, signature, force=False):
     os.makedirs(db_dir, exist_ok=True)
     manifest_path = os.path.join(db_dir, paths.MANIFEST)
     manifest = {}
-    if os.path.isfile(manifest_path) and not force:
-        with open(manifest_path) as f:
-            manifest = json.load(f)
+    if not force:
+        manifest = manifest_io.load(manifest_path)
     written = []
     for output in outputs:
         complete = all(os.path.exists(os.path.join(db_dir, f)) for f in output.files)
         if not force and complete and manifest.get(output.name) == signature:
             print("  %-24s up to date" % output.name)
             continue
-        manifest.pop(output.name, None)
+        # Unrecorded before the first file of the group is replaced, recorded after the last:
+        # an interrupted run leaves the group unrecorded (rebuilt next time), never a mix of
+        # old and new files that the manifest calls up to date.
+        if manifest.pop(output.name, None) is not None or force:
+            manifest_io.save(manifest_path, manifest)
         output.write()
         manifest[output.name] = signature
-        # Recorded after each group, so an interrupted run redoes only what it had not finished.
-        blob_io.atomic_write_bytes(manifest_path, json.dumps(manifest, indent=1, sort_keys=True)
-                                   .encode())
+        manifest_io.save(manifest_path, manifest)
         print("  %-24s written" % output.name)
         written.append(output.name)
     return written
-
-
-def _file_signature(path):
-    stat = os.stat(path)
-    return [os.path.abspath(path), stat.st_size, int(stat.st_mtime)]
 
 
 # ---- the builders ----------------------------------------------------------------------
@@ -454,13 +450,13 @@ def build(name, exp=None, data_root=None, seed=1, force=False, encoded=False, sk
                  for k in ("clean_train", "clean_val", "clean_test")}
         lists["noisy_train"] = read_key_list(files["noisy_train"], noisy_kv, files["noisy_kv"])
         sets = clothing1m_label_sets(clean_kv, noisy_kv, lists, num_classes, opts["upsample"], seed)
-        signature["inputs"] = [_file_signature(f) for f in sorted(files.values())]
+        signature["inputs"] = [manifest_io.file_signature(f) for f in sorted(files.values())]
         outputs = clothing1m_outputs(db_dir, data_root, clean_kv, lists, sets, int(opts["resize"]),
                                      "jpg" if encoded else None, skip_bad, seed, bad)
     else:
         if name == "cifar10":
             data = load_cifar10(data_root, jpeg_quality=opts["jpeg_quality"])
-            signature["inputs"] = [_file_signature(os.path.join(cifar10_dir(data_root), b))
+            signature["inputs"] = [manifest_io.file_signature(os.path.join(cifar10_dir(data_root), b))
                                    for b in CIFAR10_TRAIN_BATCHES + [CIFAR10_TEST_BATCH]]
         else:
             data = load_digits(seed)

@@ -4,7 +4,6 @@ Used by the smoke demo and the tests to show that a Python layer's parameter
 blob is trained by the solver, saved in snapshots and restored on resume.
 """
 import caffe
-import numpy as np
 
 
 class Scale(caffe.Layer):

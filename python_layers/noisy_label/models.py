@@ -202,14 +202,16 @@ DATASETS = {
         test_batch=100, test_iter=100,
         solver=dict(momentum=0.9, weight_decay=0.004, display=100, average_loss=100,
                     lr_policy="step", gamma=0.1),
+        # Snapshots every 1000 (500) iterations, where the original kept only the last: a
+        # stage that stops early resumes from its newest one.
         schedules={"clean": dict(base_lr=0.001, stepsize=4000, max_iter=5000, test_interval=500,
-                                 test_initialization=False),
+                                 test_initialization=False, snapshot=1000),
                    "noisy_gt_ft_clean": dict(base_lr=0.001, stepsize=4000, max_iter=6000,
-                                             test_interval=500),
+                                             test_interval=500, snapshot=1000),
                    "ntype": dict(base_lr=0.0001, stepsize=1000, max_iter=1500, test_interval=500,
-                                 test_initialization=False),
+                                 test_initialization=False, snapshot=500),
                    "noisy_label_loss": dict(base_lr=0.001, stepsize=4000, max_iter=6000,
-                                            test_interval=500, snapshot=8000)},
+                                            test_interval=500, snapshot=1000)},
         bias_decay=1),   # the original's `param { lr_mult: 2 }` keeps the default decay_mult 1
     "digits": Dataset(
         "digits", num_classes=10, tower=digits_tower, transform={"scale": 0.00390625},
@@ -220,12 +222,14 @@ DATASETS = {
         # the net for the noisy labels to matter at all); the noise-type net fine-tuned at a
         # tenth of it with a drop at 2/3, the shape of CIFAR-10's (0.0001, step 1000 of 1500):
         # its trained head starts the joint net's, so it must not overfit the 80 pairs.
-        schedules={"clean": dict(base_lr=0.01, stepsize=800, max_iter=1000, test_interval=100),
+        schedules={"clean": dict(base_lr=0.01, stepsize=800, max_iter=1000, test_interval=100,
+                                 snapshot=250),
                    "noisy_gt_ft_clean": dict(base_lr=0.01, stepsize=800, max_iter=1000,
-                                             test_interval=100),
-                   "ntype": dict(base_lr=0.001, stepsize=333, max_iter=500, test_interval=100),
+                                             test_interval=100, snapshot=250),
+                   "ntype": dict(base_lr=0.001, stepsize=333, max_iter=500, test_interval=100,
+                                 snapshot=100),
                    "noisy_label_loss": dict(base_lr=0.01, stepsize=800, max_iter=1000,
-                                            test_interval=100)}),
+                                            test_interval=100, snapshot=250)}),
     "clothing1M": Dataset(
         "clothing1M", num_classes=14, tower=caffenet_tower,
         transform={"crop_size": 227, "mirror": True}, train_batch=128, test_batch=100,
@@ -356,13 +360,19 @@ def test_net(ds, files, lmdb=paths.CLEAN_TEST):
     return net
 
 
-def solver(ds, files, stage, net_file, seed=1):
-    """SolverParameter for a stage; solver_mode is left at its default (as BVLC's examples)."""
+def solver(ds, files, stage, net_file, seed=1, settings=None):
+    """SolverParameter for a stage; solver_mode is left at its default (as BVLC's examples).
+    settings: solver fields from `parse_settings` ({field: v} for every stage, {"stage.field": v}
+    for one)."""
     from caffe.proto import caffe_pb2
     sp = caffe_pb2.SolverParameter()
     sp.net = net_file
     params = dict(ds.solver)
     params.update(ds.schedules[stage])
+    for key, value in (settings or {}).items():
+        if key.split(".")[-1] in SOLVER_FIELDS and (key.count(".") == 0 or
+                                                    key.startswith(stage + ".")):
+            params[key.split(".")[-1]] = value
     params.setdefault("test_iter", ds.test_iter)
     test_iter = params.pop("test_iter")
     if test_iter:
@@ -425,9 +435,52 @@ def init_layer_maps(name):
     return maps
 
 
-def experiment(name, exp=None, seed=1):
-    """(prototxt dir relative to the repository, {file name: message}) of a dataset's workflow."""
-    ds = DATASETS[paths.check_dataset(name)]
+# What SET="key=value ..." may change: the dataset's batch sizes and test iterations, and any
+# plain solver field (for every stage, or one: "clean.max_iter=2000").
+DATASET_SETTINGS = ("train_batch", "test_batch", "test_iter")
+SOLVER_FIELDS = ("base_lr", "lr_policy", "gamma", "power", "stepsize", "max_iter", "momentum",
+                 "weight_decay", "snapshot", "display", "average_loss", "test_interval",
+                 "test_initialization", "iter_size", "clip_gradients", "type", "delta",
+                 "momentum2", "rms_decay")
+
+
+def parse_settings(text, name):
+    """{key: value} of SET="train_batch=64 max_iter=2000 clean.snapshot=100" for dataset
+    `name`; ValueError naming the item that is not one."""
+    import yaml
+    stages = list(stage_nets(name))
+    settings = {}
+    for item in (text or "").split():
+        key, sep, value = item.partition("=")
+        stage, _, field = key.rpartition(".")
+        if not sep or not value:
+            raise ValueError("SET: %r is not key=value" % item)
+        if stage and stage not in stages:
+            raise ValueError("SET: %r: %s has no stage %r (stages: %s)"
+                             % (item, name, stage, ", ".join(stages)))
+        if field not in SOLVER_FIELDS and (stage or field not in DATASET_SETTINGS):
+            raise ValueError("SET: %r: unknown setting %r; settings: %s, or a solver field "
+                             "(%s), optionally for one stage as <stage>.<field>"
+                             % (item, field, ", ".join(DATASET_SETTINGS), ", ".join(SOLVER_FIELDS)))
+        try:
+            settings[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ValueError("SET: %r: %r is not a value" % (item, value))
+        if field in DATASET_SETTINGS + ("max_iter", "snapshot", "stepsize") and (
+                not isinstance(settings[key], int) or settings[key] < 1):
+            raise ValueError("SET: %r: %s must be a positive integer" % (item, field))
+    return settings
+
+
+def experiment(name, exp=None, seed=1, settings=None):
+    """(prototxt dir relative to the repository, {file name: message}) of a dataset's workflow.
+    settings: from parse_settings."""
+    import copy
+    ds = copy.copy(DATASETS[paths.check_dataset(name)])
+    settings = settings or {}
+    for key in DATASET_SETTINGS:
+        if key in settings:
+            setattr(ds, key, settings[key])
     files = Files(name, exp)
     out_dir = os.path.join("prototxt", name) if exp is None else os.path.join(
         paths.exp_root(exp), "prototxt", name)
@@ -446,15 +499,18 @@ def experiment(name, exp=None, seed=1):
     out = {k + ".prototxt": v for k, v in nets.items()}
     for stage, net_name in stage_nets(name).items():
         out[solver_file_name(name, stage)] = solver(
-            ds, files, stage, os.path.join(out_dir, net_name + ".prototxt"), seed)
+            ds, files, stage, os.path.join(out_dir, net_name + ".prototxt"), seed, settings)
     return out_dir, out
 
 
-def write_dataset(name, exp=None, seed=1):
-    """Write a dataset's prototxts (into prototxt/<name>, or $EXP/prototxt/<name> for another root)."""
-    out_dir, messages = experiment(name, exp, seed)
-    os.makedirs(os.path.join(paths.REPO_ROOT, out_dir), exist_ok=True)
+def write_dataset(name, exp=None, seed=1, settings=None):
+    """Write a dataset's prototxts (into prototxt/<name>, or $EXP/prototxt/<name> for another
+    root); unchanged files are left as they are."""
+    from noisy_label.blob_io import atomic_write_bytes
+    out_dir, messages = experiment(name, exp, seed, settings)
     for file_name, message in sorted(messages.items()):
-        with open(os.path.join(paths.REPO_ROOT, out_dir, file_name), "w") as f:
-            f.write(text_format.MessageToString(message))
+        path = os.path.join(paths.REPO_ROOT, out_dir, file_name)
+        text = text_format.MessageToString(message)
+        if not os.path.isfile(path) or open(path).read() != text:
+            atomic_write_bytes(path, text.encode())
     return os.path.join(paths.REPO_ROOT, out_dir)

@@ -62,12 +62,18 @@ def log_dir(name, exp=None):
     return os.path.join(exp_root(exp), "logs", check_dataset(name))
 
 
-def seed_root(exp, seed, first_seed=1):
-    """The experiment root of one seed of a multi-seed run: EXP itself for the first seed,
-    EXP/seeds/<seed> for the others (each a complete root: db, snapshots, logs, prototxt)."""
-    if int(seed) == int(first_seed):
+def seed_root(exp, seed):
+    """The experiment root of one seed: EXP itself for seed 1, EXP/seeds/<seed> for the
+    others (each a complete root: db, snapshots, logs, prototxt). `make lmdb SEED=n`,
+    `make train SEED=n` and `make demo` all use it; raw data stays in EXP/datasets."""
+    if int(seed) == 1:
         return exp_root(exp)
-    return os.path.join(exp_root(exp), "seeds", str(seed))
+    return os.path.join(exp_root(exp), "seeds", str(int(seed)))
+
+
+def stage_manifest(name, stage, exp=None):
+    """What a training stage was trained from, beside its snapshots (noisy_label.manifest)."""
+    return os.path.join(snapshot_dir(name, exp), stage + "." + MANIFEST)
 
 
 # ---- files inside db_dir(name), written by `make lmdb` (noisy_label.datasets) -------------

@@ -9,44 +9,61 @@ trained nets into the joint net (models.init_layer_maps), as the original releas
 
 Each training stage is `caffe train -solver prototxt/<dataset>/<stage>_solver.prototxt
 [-weights W | -snapshot S] [-gpu 0]`, run from the repository root, logged to
-`$EXP/logs/<dataset>/<stage>.log`. A stage whose final snapshot exists is skipped, so a
-re-run resumes where the last one stopped.
+`$EXP/logs/<dataset>/<stage>.log`. What a stage was trained from (solver and net text, the
+LMDBs' manifest, the weights it started from) is recorded beside its snapshots
+(`<stage>.manifest.json`): a stage whose record matches and whose final snapshot exists is
+skipped; one that stopped early (a crash, Ctrl-C: Caffe snapshots on SIGINT) resumes from
+its newest complete snapshot; one whose inputs changed is trained again, saying what changed.
 """
 import math
 import os
+import re
 import shutil
+import signal
 import subprocess
-import sys
 
 from tqdm import tqdm
 
-from noisy_label import caffe_log, download, lmdb_io, models, paths
+from noisy_label import caffe_log, download, lmdb_io, manifest, models, paths, snapshots
 
 IMAGENET_WEIGHTS = "bvlc_reference_caffenet.caffemodel"
 IMAGENET_URL = "http://dl.caffe.berkeleyvision.org/bvlc_reference_caffenet.caffemodel"
-CLOTHING1M_TEST_ITERATIONS = 106  # x batch 100 covers the 10,526 clean test images
+_SNAPSHOTTING = re.compile(r"Snapshotting solver state to binary proto file (\S+)")
 
 
 class StageError(RuntimeError):
     pass
 
 
-class Experiment(object):
-    """One dataset's workflow under one experiment root (and the prototxts that point there)."""
+class StageInterrupted(StageError):
+    """Ctrl-C or SIGTERM during a stage (after Caffe has written its snapshot)."""
 
-    def __init__(self, name, exp=None, gpu=None, seed=1):
+
+class Experiment(object):
+    """One dataset's workflow at one seed under one experiment root (and its prototxts).
+
+    exp: the experiment root (seed 1 lives in it, seed n in exp/seeds/n: paths.seed_root).
+    settings: SET="key=value ..." (models.parse_settings) or its dict; with settings, another
+    root or seed the prototxts are generated into the seed root instead of prototxt/.
+    keep_snapshots: keep only the newest K intermediate snapshots of each stage (None: all).
+    """
+
+    def __init__(self, name, exp=None, gpu=None, seed=1, settings=None, keep_snapshots=None):
         self.name = paths.check_dataset(name)
-        self.exp = paths.exp_root(exp)
-        self.seed = seed
-        self.gpu = gpu
+        self.base = paths.exp_root(exp)
+        self.exp = paths.seed_root(self.base, seed)
+        self.seed, self.gpu, self.keep_snapshots = seed, gpu, keep_snapshots
+        if isinstance(settings, str):
+            settings = models.parse_settings(settings, name)
+        self.settings = settings or {}
         self.log_dir = paths.log_dir(name, self.exp)
         self.snapshot_dir = paths.snapshot_dir(name, self.exp)
         default_root = os.path.realpath(os.path.join(paths.REPO_ROOT, paths.DEFAULT_EXP))
-        if os.path.realpath(self.exp) == default_root and seed == 1:
+        if os.path.realpath(self.exp) == default_root and not self.settings:
             self.prototxt_dir = os.path.join(paths.REPO_ROOT, "prototxt", name)
         else:
-            # Another root or seed: a copy of the prototxts that points there.
-            self.prototxt_dir = models.write_dataset(name, self.exp, seed)
+            # Another root, seed or settings: a copy of the prototxts that points there.
+            self.prototxt_dir = models.write_dataset(name, self.exp, seed, self.settings)
 
     # ---- files ----
 
@@ -60,16 +77,13 @@ class Experiment(object):
     def final(self, stage, ext=".caffemodel"):
         """The snapshot a stage ends with: <snapshot_prefix>_iter_<max_iter><ext>."""
         solver = self.solver(stage)
-        prefix = solver.snapshot_prefix
-        if not os.path.isabs(prefix):
-            prefix = os.path.join(paths.REPO_ROOT, prefix)
-        return "%s_iter_%d%s" % (prefix, solver.max_iter, ext)
+        return snapshots.path(self._abs(solver.snapshot_prefix), solver.max_iter, ext)
 
     def init_weights(self):
         return os.path.join(self.snapshot_dir, "noisy_label_loss_init.caffemodel")
 
     def imagenet_weights(self):
-        path = os.path.join(paths.exp_root(self.exp), "snapshots", IMAGENET_WEIGHTS)
+        path = os.path.join(self.base, "snapshots", IMAGENET_WEIGHTS)
         if not os.path.exists(path):
             fetch(IMAGENET_URL, path)
         return path
@@ -108,58 +122,140 @@ class Experiment(object):
             if not only or name in only:
                 step()
 
+    def signature(self, stage, start):
+        """What a training stage is trained from: its solver and net text, the LMDBs' manifest
+        (make lmdb), the weights or solver state it starts from (by content)."""
+        solver_file = self.solver_file(stage)
+        return {"solver": manifest.content_signature(solver_file),
+                "net": manifest.content_signature(self._abs(self.solver(stage).net)),
+                "lmdb": manifest.load(os.path.join(paths.db_dir(self.name, self.exp),
+                                                   paths.MANIFEST)),
+                "start": manifest.content_signature(start)}
+
+    def _up_to_date(self, stage, signature, done, stale=()):
+        """True if `stage`'s record says it finished from `signature` and `done` exists; else
+        records `signature` as begun, after removing the `stale` files of an older one."""
+        record_path = paths.stage_manifest(self.name, stage, self.exp)
+        try:
+            record = manifest.load(record_path)
+        except ValueError as e:
+            raise StageError(str(e))
+        if record.get("signature") == signature:
+            if record.get("complete") and os.path.exists(done):
+                print("[%s] %s: done (%s)" % (self.name, stage, os.path.relpath(done)))
+                return True
+            return False
+        stale = sorted(set(f for f in stale if os.path.exists(f)))
+        if record or stale:
+            changed = _describe(manifest.changes(record.get("signature"), signature)) if record \
+                else ["no record of what its snapshots were trained from"]
+            print("[%s] %s: starting again, its inputs changed: %s"
+                  % (self.name, stage, ", ".join(changed)))
+            for path in stale:
+                os.remove(path)
+        manifest.save(record_path, {"signature": signature, "complete": False})
+        return False
+
+    def _completed(self, stage):
+        record_path = paths.stage_manifest(self.name, stage, self.exp)
+        record = manifest.load(record_path)
+        record["complete"] = True
+        manifest.save(record_path, record)
+
     def train(self, stage, weights=None, snapshot=None):
-        """`caffe train` for one stage, unless its final snapshot exists."""
-        final = self.final(stage)
-        if os.path.exists(final):
+        """`caffe train` for one stage: skipped when done, resumed when it stopped early."""
+        solver = self.solver(stage)
+        prefix = self._abs(solver.snapshot_prefix)
+        final = snapshots.path(prefix, solver.max_iter)
+        start = weights or snapshot
+        if start and not os.path.exists(start):
+            raise StageError("[%s] %s needs %s, which does not exist" % (self.name, stage, start))
+        db = paths.db_dir(self.name, self.exp)
+        if not os.path.isdir(db):
+            raise StageError("[%s] %s: no LMDBs in %s; run make lmdb DATASET=%s%s first"
+                             % (self.name, stage, db, self.name,
+                                "" if self.seed == 1 else " SEED=%d" % self.seed))
+        first = 0
+        if snapshot:
+            try:
+                first = snapshots.check_solverstate(snapshot, paths.REPO_ROOT)
+            except ValueError as e:
+                raise StageError("[%s] %s: %s" % (self.name, stage, e))
+        # This stage's snapshots: after the iteration it starts at, up to its last.
+        own = [f for i, state in snapshots.listed(prefix) if first < i <= solver.max_iter
+               for f in (state, snapshots.path(prefix, i))]
+        if self._up_to_date(stage, self.signature(stage, start), final, own + [final]):
+            return final
+        skipped = []
+        resume = snapshots.latest(prefix, first, solver.max_iter, paths.REPO_ROOT, skipped)
+        for reason in skipped:
+            print("[%s] %s: not resuming from %s" % (self.name, stage, reason))
+        if resume and resume[0] == solver.max_iter:
+            self._completed(stage)   # stopped after its final snapshot, in the last test
             print("[%s] %s: done (%s)" % (self.name, stage, os.path.relpath(final)))
             return final
         args = ["train", "-solver", self.solver_file(stage)]
-        for flag, path in (("-weights", weights), ("-snapshot", snapshot)):
-            if path:
-                if not os.path.exists(path):
-                    raise StageError("[%s] %s needs %s, which does not exist" % (self.name, stage, path))
-                args += [flag, path]
-        db = paths.db_dir(self.name, self.exp)
-        if not os.path.isdir(db):
-            raise StageError("[%s] %s: no LMDBs in %s; run make lmdb DATASET=%s first"
-                             % (self.name, stage, db, self.name))
+        if resume:
+            print("[%s] %s: resuming from iteration %d (%s)"
+                  % (self.name, stage, resume[0], os.path.relpath(resume[1])))
+            args += ["-snapshot", resume[1]]
+        elif start:
+            args += ["-weights" if weights else "-snapshot", start]
         os.makedirs(self.snapshot_dir, exist_ok=True)
-        self.caffe(args, stage, total=self.solver(stage).max_iter)
+        self.caffe(args, stage, total=solver.max_iter, initial=resume[0] if resume else first,
+                   append=bool(resume), prune=(prefix, first, solver.max_iter))
         if not os.path.exists(final):
             raise StageError("[%s] %s finished without writing %s" % (self.name, stage, final))
+        self._completed(stage)
         return final
 
     def init(self):
         """Copy the trained clean net into the `*_clean` tower and the noise-type net into `*_ntype`."""
         from noisy_label import net_surgery
         target = self.init_weights()
-        if os.path.exists(target):
-            print("[%s] init: done (%s)" % (self.name, os.path.relpath(target)))
+        joint_net = self._abs(self.solver(self.joint_stage()).net)
+        maps = models.init_layer_maps(self.name)
+        for source_stage, _ in maps:
+            if not os.path.exists(self.final(source_stage)):
+                raise StageError("[%s] init needs %s, which does not exist (run the %s stage)"
+                                 % (self.name, self.final(source_stage), source_stage))
+        signature = {"net": manifest.content_signature(joint_net),
+                     "start": [manifest.content_signature(self.final(source_stage))
+                               for source_stage, _ in maps]}
+        if self._up_to_date("init", signature, target, [target]):
             return target
-        joint_net = self.solver(self.joint_stage()).net
-        for source_stage, layer_map in models.init_layer_maps(self.name):
+        # Both copies go into a file of another name, renamed when whole.
+        partial = target + ".partial"
+        for i, (source_stage, layer_map) in enumerate(maps):
             source_net = self.solver(source_stage).net
             print("[%s] init: %s -> %s" % (self.name, source_stage, ", ".join(
                 "%s->%s" % kv for kv in sorted(layer_map.items()))))
-            net_surgery.copy_params(self._abs(source_net), self.final(source_stage),
-                                    self._abs(joint_net), target, layer_map,
-                                    target_weights_in=target if os.path.exists(target) else None)
+            net_surgery.copy_params(self._abs(source_net), self.final(source_stage), joint_net,
+                                    partial, layer_map, target_weights_in=partial if i else None)
+        os.replace(partial, target)
+        self._completed("init")
         return target
 
     def joint_stage(self):
         return "noisy_label_loss_stage1" if self.name == "clothing1M" else "noisy_label_loss"
 
     def test(self, stage):
-        """`caffe test` of the final model on the held-out set (the `*_clean` tower)."""
+        """`caffe test` of the final model on the held-out set (the `*_clean` tower), over
+        every record of its LMDB: ceil(records / batch_size) iterations, read off the net."""
+        from caffe.proto import caffe_pb2
         model = os.path.join(self.prototxt_dir, "noisy_label_loss_test.prototxt")
-        if self.name == "clothing1M":
-            iterations = CLOTHING1M_TEST_ITERATIONS
-        else:
-            batch = models.DATASETS[self.name].test_batch
-            iterations = int(math.ceil(lmdb_io.count(os.path.join(paths.db_dir(self.name, self.exp),
-                                                               "test")) / float(batch)))
-        log = self.caffe(["test", "-model", model, "-weights", self.final(stage),
+        net = models.read_prototxt(model, caffe_pb2.NetParameter())
+        data = [layer.data_param for layer in net.layer if layer.type == "Data"][0]
+        source = self._abs(data.source)
+        if not os.path.isdir(source):
+            raise StageError("[%s] test: no LMDB %s; run make lmdb DATASET=%s first"
+                             % (self.name, source, self.name))
+        iterations = int(math.ceil(lmdb_io.count(source) / float(data.batch_size)))
+        final = self.final(stage)
+        if not os.path.exists(final):
+            raise StageError("[%s] test needs %s, which does not exist (run the %s stage)"
+                             % (self.name, final, stage))
+        log = self.caffe(["test", "-model", model, "-weights", final,
                           "-iterations", str(iterations)], "test", total=None)
         accuracy = caffe_log.final_test(log)
         print("[%s] test accuracy: %.4f" % (self.name, accuracy))
@@ -170,36 +266,94 @@ class Experiment(object):
     def _abs(self, path):
         return path if os.path.isabs(path) else os.path.join(paths.REPO_ROOT, path)
 
-    def caffe(self, args, stage, total):
-        """Run the caffe tool, log to <log_dir>/<stage>.log, show progress; return the log."""
+    def caffe(self, args, stage, total, initial=0, append=False, prune=None):
+        """Run the caffe tool, log to <log_dir>/<stage>.log (appended to when `append`), show
+        progress; return the log. Ctrl-C / SIGTERM: Caffe snapshots and stops (its
+        -sigint_effect), then StageInterrupted. prune: (prefix, after, before) of snapshots
+        to thin to the newest keep_snapshots as training goes."""
         if self.gpu is not None:
             args = args + ["-gpu", str(self.gpu)]
+        try:
+            tool = paths.caffe_tool()
+        except IOError as e:
+            raise StageError(str(e))
         os.makedirs(self.log_dir, exist_ok=True)
         log_path = os.path.join(self.log_dir, stage + ".log")
-        tool = shutil.which("caffe")
-        if tool is None:
-            raise StageError("no `caffe` on PATH: activate the venv (source .venv/bin/activate)")
         lines = []
-        bar = tqdm(total=total, desc="%s %s" % (self.name, stage), unit="it", leave=True,
-                   disable=None)
-        with open(log_path + ".tmp", "w") as log:
-            log.write("# caffe %s\n" % " ".join(args))
-            # The progress bar and the logs need Caffe's INFO lines, whatever the caller set.
-            env = dict(os.environ, GLOG_minloglevel="0")
-            proc = subprocess.Popen([tool] + args, cwd=paths.REPO_ROOT, env=env,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            for line in proc.stdout:
-                log.write(line)
-                lines.append(line)
-                _progress(bar, line)
-            proc.wait()
-        bar.close()
-        os.replace(log_path + ".tmp", log_path)
+        bar = tqdm(total=total, initial=initial, desc="%s %s" % (self.name, stage), unit="it",
+                   leave=True, disable=None)
+        previous = open(log_path).read() if append and os.path.exists(log_path) else ""
+        state = {"pruning": False, "snapshot": None}
+
+        def take(line):
+            log.write(line)
+            lines.append(line)
+            _progress(bar, line)
+            if state["pruning"] and prune and self.keep_snapshots is not None:
+                snapshots.prune(prune[0], self.keep_snapshots, prune[1], prune[2])
+            snapshot = _SNAPSHOTTING.search(line)
+            # Pruned on the next line: Caffe logs the name before it writes the file.
+            state["pruning"] = bool(snapshot)
+            if snapshot:
+                state["snapshot"] = snapshot.group(1)
+
+        interrupted = False
+        terminate = signal.signal(signal.SIGTERM, _raise_interrupt)
+        try:
+            with open(log_path + ".tmp", "w") as log:
+                log.write(previous + "# caffe %s\n" % " ".join(args))
+                # The progress bar and the logs need Caffe's INFO lines, whatever the caller set.
+                env = dict(os.environ, GLOG_minloglevel="0")
+                proc = subprocess.Popen([tool] + args, cwd=paths.REPO_ROOT, env=env,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True)
+                try:
+                    for line in proc.stdout:
+                        take(line)
+                except KeyboardInterrupt:
+                    interrupted = True
+                    # Caffe stops at the end of its iteration and snapshots (the terminal's
+                    # Ctrl-C reached it too; a SIGTERM or kill of this process did not).
+                    proc.send_signal(signal.SIGINT)
+                    try:
+                        for line in proc.stdout:
+                            take(line)
+                    except KeyboardInterrupt:
+                        proc.kill()    # a second Ctrl-C: stop now
+                proc.wait()
+                take("")
+            bar.close()
+            os.replace(log_path + ".tmp", log_path)
+        finally:
+            signal.signal(signal.SIGTERM, terminate)
+        if interrupted:
+            saved = state["snapshot"] and os.path.exists(self._abs(state["snapshot"]))
+            where = ("Caffe saved %s; run the same command again to resume from it"
+                     % os.path.relpath(self._abs(state["snapshot"])) if saved
+                     else "no new snapshot: a re-run resumes from the newest one, if any")
+            raise StageInterrupted("[%s] %s interrupted (%s; log: %s)"
+                                   % (self.name, stage, where, log_path))
         if proc.returncode != 0:
             tail = "".join(lines[-25:])
             raise StageError("[%s] %s failed (caffe exit %d); log: %s\n%s"
                              % (self.name, stage, proc.returncode, log_path, tail))
         return "".join(lines)
+
+
+def _describe(changed):
+    """Signature keys for people: the LMDB manifest's per-output keys once per option."""
+    out = []
+    for key in changed:
+        parts = key.split(".")
+        if parts[0] == "lmdb":
+            key = "LMDBs (%s)" % (parts[-1] if len(parts) > 2 else "manifest")
+        if key not in out:
+            out.append(key)
+    return out
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt("signal %d" % signum)
 
 
 def _progress(bar, line):

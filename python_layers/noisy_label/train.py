@@ -14,6 +14,11 @@ before each update (noisy_label.gradient_sync): by NCCL on GPU ranks, by an MPI 
 through host memory on CPU ranks or with `--allreduce mpi`. Rank 0 alone logs, tests and
 snapshots (stock Caffe's `root_solver` rules); it also logs the loss averaged over the ranks,
 the loss of the whole batch.
+
+Ctrl-C ends the job at once, without a snapshot (mpirun gives its ranks a SIGTERM, then a
+SIGKILL two seconds later: too short to agree on a last iteration and snapshot). Resume from
+the newest snapshot the solver's `snapshot` interval left, with `-snapshot`; one cut short by
+the kill is refused, naming the newest complete one.
 """
 import argparse
 import os
@@ -29,7 +34,7 @@ from mpi4py import MPI
 import caffe
 from caffe.proto import caffe_pb2
 
-from noisy_label import gradient_sync, models
+from noisy_label import gradient_sync, models, snapshots
 
 # Stock data layers that read every rank's share of a batch (Skip by solver rank / count).
 SHARDED_DATA = {"Data": "data_param", "HDF5Data": "hdf5_data_param"}
@@ -199,6 +204,18 @@ def make_solver(solver_param):
         return caffe.get_solver(f.name)
 
 
+def check_snapshot(state, prefix):
+    """TrainError naming a -snapshot that is missing or cut short (a job killed while rank 0
+    snapshotted), and the newest complete snapshot of `prefix` to resume from instead."""
+    try:
+        snapshots.check_solverstate(state, os.getcwd())
+    except ValueError as e:
+        newest = snapshots.latest(prefix, base_dir=os.getcwd())
+        raise TrainError("-snapshot %s; %s" % (e, "the newest complete snapshot is %s" % newest[1]
+                                               if newest else "no complete snapshot of %s_iter_*"
+                                               % prefix))
+
+
 def train(args, comm=MPI.COMM_WORLD):
     """Set up Caffe for this rank, build and synchronise the solver, and train."""
     rank, size = comm.rank, comm.size
@@ -247,6 +264,8 @@ def train(args, comm=MPI.COMM_WORLD):
                 "layer %s batch %d = %d ranks x %d" % (name, whole, size, part)
                 for name, whole, part in shards)))
 
+    if args.snapshot:
+        check_snapshot(args.snapshot, solver_param.snapshot_prefix)
     solver = make_solver(solver_param)
     if args.snapshot:
         # Every rank restores iteration and history itself, as stock Caffe's NCCL workers do.

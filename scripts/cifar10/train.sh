@@ -6,5 +6,5 @@
 #   init               clean net -> *_clean tower, noise-type convs -> *_ntype tower
 #   noisy_label_loss   the joint net with the noisy-label loss          (6000 iterations)
 #   test               caffe test of the joint net's clean tower
-# A stage whose final snapshot exists is skipped.  Usage: scripts/cifar10/train.sh [--stage S]
+# Finished stages are skipped, stopped ones resumed.  Usage: scripts/cifar10/train.sh [--stage S] [--seed N] [--set "k=v ..."]
 cd "$(dirname "$0")/../.." && exec .venv/bin/python tools/run_stages.py cifar10 "$@"

@@ -1,0 +1,96 @@
+"""A solver's snapshots on disk: `<snapshot_prefix>_iter_<N>.caffemodel` + `.solverstate`.
+
+Caffe writes a snapshot in place, the `.caffemodel` first and the `.solverstate` after it,
+so a run killed while snapshotting leaves a truncated file under a final name. A
+`.solverstate` that parses whole (its last field, `current_step`, present; `iter` as named)
+and names a `.caffemodel` that exists marks a complete snapshot: that is the one to resume.
+"""
+import glob
+import os
+import re
+
+_ITER = re.compile(r"_iter_(\d+)\.solverstate$")
+
+
+def path(prefix, iteration, ext=".caffemodel"):
+    """The file Caffe writes for `prefix` at `iteration`."""
+    return "%s_iter_%d%s" % (prefix, iteration, ext)
+
+
+def listed(prefix):
+    """[(iteration, solverstate path)] of `prefix`, newest first."""
+    found = []
+    for state in glob.glob(glob.escape(prefix) + "_iter_*.solverstate"):
+        m = _ITER.search(state)
+        if m and state == path(prefix, int(m.group(1)), ".solverstate"):
+            found.append((int(m.group(1)), state))
+    return sorted(found, reverse=True)
+
+
+def check_solverstate(state, base_dir=None):
+    """The iteration of a complete `.solverstate`; ValueError naming the file when it is not.
+
+    base_dir: where a relative `learned_net` is found (Caffe's working directory).
+    """
+    from caffe.proto import caffe_pb2
+    from google.protobuf.message import DecodeError
+    message = caffe_pb2.SolverState()
+    try:
+        with open(state, "rb") as f:
+            message.ParseFromString(f.read())
+    except IOError as e:
+        raise ValueError("%s: %s" % (state, e.strerror))
+    except DecodeError:
+        raise ValueError("%s is truncated or not a solver state (a snapshot cut short?)" % state)
+    if not message.HasField("current_step"):
+        raise ValueError("%s is truncated (a snapshot cut short?)" % state)
+    m = _ITER.search(state)
+    if m and int(m.group(1)) != message.iter:
+        raise ValueError("%s holds iteration %d, not %s" % (state, message.iter, m.group(1)))
+    if message.learned_net:
+        model = message.learned_net
+        if not os.path.isabs(model) and base_dir:
+            model = os.path.join(base_dir, model)
+        if not os.path.isfile(model):
+            raise ValueError("%s names weights %s, which do not exist" % (state, model))
+    return message.iter
+
+
+def latest(prefix, after=0, until=None, base_dir=None, skipped=None):
+    """(iteration, solverstate) of the newest complete snapshot with after < iteration <=
+    until (None: any), or None. Incomplete ones are skipped, their reasons appended to
+    `skipped` (a list) when given."""
+    for iteration, state in listed(prefix):
+        if iteration <= after or (until is not None and iteration > until):
+            continue
+        try:
+            check_solverstate(state, base_dir)
+        except ValueError as e:
+            if skipped is not None:
+                skipped.append(str(e))
+            continue
+        return iteration, state
+    return None
+
+
+def remove(prefix, after=0, until=None):
+    """Delete the snapshots of `prefix` with after < iteration <= until; the paths removed."""
+    removed = []
+    for iteration, state in listed(prefix):
+        if iteration > after and (until is None or iteration <= until):
+            for ext in (".solverstate", ".caffemodel"):
+                name = path(prefix, iteration, ext)
+                if os.path.exists(name):
+                    os.remove(name)
+                    removed.append(name)
+    return removed
+
+
+def prune(prefix, keep, after=0, before=None):
+    """Keep the newest `keep` snapshots with after < iteration < before; delete older ones.
+    Returns the paths removed."""
+    inside = [i for i, _ in listed(prefix) if i > after and (before is None or i < before)]
+    removed = []
+    for iteration in inside[keep:]:
+        removed += remove(prefix, iteration - 1, iteration)
+    return removed
