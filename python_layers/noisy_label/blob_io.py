@@ -10,11 +10,16 @@ import numpy as np
 
 def atomic_write_bytes(path, data):
     """Write bytes to `path` via a temporary file in the same directory, then rename."""
+    if os.path.isdir(path):
+        raise IOError("cannot write %s: it is a directory" % path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
+    umask = os.umask(0)
+    os.umask(umask)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~umask)  # not mkstemp's 0600: as open() would create it
             f.write(data)
         os.replace(tmp, path)
     except BaseException:
@@ -34,10 +39,15 @@ def write_blobproto(path, array):
 
 def read_blobproto(path):
     """Load a BlobProto as a float32 array, shaped by `shape` or the legacy num/channels/height/width."""
+    from google.protobuf.message import DecodeError
+
     from caffe.proto import caffe_pb2
     blob = caffe_pb2.BlobProto()
     with open(path, "rb") as f:
-        blob.ParseFromString(f.read())
+        try:
+            blob.ParseFromString(f.read())
+        except DecodeError as e:
+            raise ValueError("%s is not a BlobProto (.binaryproto): %s" % (path, e))
     if blob.HasField("shape"):
         shape = tuple(blob.shape.dim)
     else:

@@ -108,6 +108,13 @@ def save_png(fig, path):
     """Save a matplotlib figure as PNG via a temporary name, and close it."""
     import matplotlib.pyplot as plt
     fig.tight_layout()
-    fig.savefig(path + ".tmp", dpi=100, format="png")
-    plt.close(fig)
-    os.replace(path + ".tmp", path)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        fig.savefig(path + ".tmp", dpi=100, format="png")
+        os.replace(path + ".tmp", path)
+    except BaseException:  # Ctrl-C included: no half PNG left behind
+        if os.path.exists(path + ".tmp"):
+            os.unlink(path + ".tmp")
+        raise
+    finally:
+        plt.close(fig)

@@ -11,6 +11,7 @@ per-pixel sum of the written images comes back with each chunk, giving the mean 
 without a second pass over the database.
 """
 import collections
+import contextlib
 import multiprocessing
 import os
 
@@ -27,6 +28,16 @@ class BadImageError(ValueError):
     """An image that is missing or cannot be decoded."""
 
 
+@contextlib.contextmanager
+def _text(path):
+    """open(path) for reading lines; a file that is not UTF-8 text is a ValueError naming it."""
+    with open(path) as f:
+        try:
+            yield f
+        except UnicodeDecodeError as e:
+            raise ValueError("%s is not a text file (%s)" % (path, e.reason))
+
+
 def read_image_list(path, num_classes=None):
     """[(image path, label)] from a list file of `path label` lines (convert_imageset's format).
 
@@ -34,7 +45,7 @@ def read_image_list(path, num_classes=None):
     ValueError naming the file and line of a malformed line or a label outside 0..N-1.
     """
     items = []
-    with open(path) as f:
+    with _text(path) as f:
         for number, line in enumerate(f, 1):
             line = line.rstrip("\r\n")
             if not line.strip():
@@ -58,7 +69,7 @@ def read_image_list(path, num_classes=None):
 def read_label_list(path, num_classes=None):
     """Labels (M,) int64 from the last field of each line (`[name] label`); -1 = no label."""
     labels = []
-    with open(path) as f:
+    with _text(path) as f:
         for number, line in enumerate(f, 1):
             fields = line.split()
             if not fields:

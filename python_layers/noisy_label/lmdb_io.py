@@ -65,7 +65,13 @@ class LmdbWriter(object):
     def __init__(self, path, commit_every=1000):
         self.path = os.path.abspath(path)
         self.tmp_path = self.path + ".tmp"
+        for existing in (self.path, self.tmp_path):
+            # Replaced when done: refuse up front anything that is not a (partial) LMDB.
+            if os.path.lexists(existing) and not (os.path.isdir(existing) and set(
+                    os.listdir(existing)) <= {"data.mdb", "lock.mdb"}):
+                raise IOError("%s exists and is not an LMDB: not replacing it" % existing)
         shutil.rmtree(self.tmp_path, ignore_errors=True)
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
         self.map_size = INITIAL_MAP_SIZE
         # No fsync per transaction: the database only counts once close() syncs and renames it.
         self.env = lmdb.open(self.tmp_path, map_size=self.map_size, subdir=True, sync=False,
@@ -123,21 +129,49 @@ class LmdbWriter(object):
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
-            self.close()
+            try:
+                self.close()
+            except BaseException:  # e.g. Ctrl-C during the final sync
+                self.abort()
+                raise
         else:
             self.abort()
         return False
 
 
+def open_readonly(path):
+    """The lmdb Environment of the LMDB at `path`, read-only; IOError naming it if there is none."""
+    if not os.path.isfile(os.path.join(path, "data.mdb")):
+        reason = ": %s has no data.mdb" % path if os.path.isdir(path) else \
+            ": %s is a file (an LMDB is a directory)" % path if os.path.exists(path) else ""
+        if os.path.isdir(path + ".tmp"):
+            reason += " (%s.tmp is an unfinished write: build it again)" % path
+        raise IOError("no LMDB at %s%s" % (path, reason))
+    try:
+        return lmdb.open(path, readonly=True, lock=False, subdir=True)
+    except lmdb.Error as e:
+        raise IOError("%s is not a readable LMDB: %s" % (path, e))
+
+
+def parse_datum(value, path, key):
+    """caffe_pb2.Datum from a record's bytes; ValueError naming the LMDB and key if it is none."""
+    from google.protobuf.message import DecodeError
+    datum = caffe_pb2.Datum()
+    try:
+        datum.ParseFromString(bytes(value))
+    except DecodeError:
+        raise ValueError("%s: record %s is not a Caffe Datum" % (path, bytes(key).decode(
+            "utf-8", "replace")))
+    return datum
+
+
 def read_datums(path):
     """Yield (key str, caffe_pb2.Datum) in key order."""
-    env = lmdb.open(path, readonly=True, lock=False, subdir=True)
+    env = open_readonly(path)
     try:
         with env.begin() as txn:
             for key, value in txn.cursor():
-                datum = caffe_pb2.Datum()
-                datum.ParseFromString(value)
-                yield key.decode("utf-8"), datum
+                yield key.decode("utf-8", "replace"), parse_datum(value, path, key)
     finally:
         env.close()
 
@@ -159,7 +193,7 @@ def datum_label(datum):
 
 def count(path):
     """Number of records in an LMDB."""
-    env = lmdb.open(path, readonly=True, lock=False, subdir=True)
+    env = open_readonly(path)
     try:
         return env.stat()["entries"]
     finally:
@@ -169,8 +203,6 @@ def count(path):
 def inspect_lmdb(path):
     """{"count", "shapes": {(C, H, W) or "encoded": n}, "labels": {label: n}, "first_key", "last_key"}."""
     import collections
-    if not os.path.isdir(path):
-        raise IOError("no LMDB at %s" % path)
     shapes, labels = collections.Counter(), collections.Counter()
     first = last = None
     for key, datum in read_datums(path):

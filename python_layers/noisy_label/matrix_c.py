@@ -7,6 +7,7 @@ Pure numpy, except `save_matrix` which writes a BlobProto.
 """
 import io
 import os
+import warnings
 
 import numpy as np
 
@@ -104,12 +105,24 @@ def load_matrix(path):
     """An (N, N) float64 matrix from a .binaryproto (shape 1x1xNxN or NxN) or a text file."""
     from noisy_label import blob_io
     if not os.path.isfile(path):
-        raise IOError("missing matrix file %s" % path)
-    matrix = blob_io.read_blobproto(path) if path.endswith(".binaryproto") \
-        else np.loadtxt(path, ndmin=2)
+        raise IOError(("the matrix file %s is not a file" if os.path.exists(path)
+                       else "missing matrix file %s") % path)
+    if path.endswith(".binaryproto"):
+        matrix = blob_io.read_blobproto(path)
+    else:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # loadtxt's "input contained no data"
+                matrix = np.loadtxt(path, ndmin=2)
+        except ValueError as e:  # also UnicodeDecodeError: not a text file
+            raise ValueError("%s: not a text matrix (rows of numbers): %s" % (path, e))
     matrix = np.asarray(matrix, np.float64)
     if matrix.ndim >= 2 and all(d == 1 for d in matrix.shape[:-2]):
         matrix = matrix.reshape(matrix.shape[-2:])
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] < 2:
         raise ValueError("%s: expected an N x N matrix, got shape %s" % (path, matrix.shape))
+    bad = np.argwhere(~((matrix >= 0) & (matrix <= 1)))
+    if len(bad):
+        raise ValueError("%s: [%d, %d] is %r, not a probability in [0, 1]"
+                         % (path, bad[0][0], bad[0][1], matrix[tuple(bad[0])].item()))
     return matrix

@@ -1,24 +1,27 @@
 """Mean files: the per-pixel mean of an image LMDB as a 1xCxHxW BlobProto, as
 `compute_image_mean` writes it (raw or encoded records)."""
-import os
-
 import cv2
-import lmdb
 import numpy as np
 from tqdm import tqdm
 
 from caffe.proto import caffe_pb2
-from noisy_label import blob_io
+from noisy_label import blob_io, lmdb_io
 
 
-def datum_image(datum):
+def datum_image(datum, lmdb_path="LMDB", key=b"?"):
     """(C, H, W) uint8 pixels of an image Datum, decoding an encoded one."""
+    where = "%s: record %s" % (lmdb_path, bytes(key).decode("utf-8", "replace"))
     if datum.encoded:
-        image = cv2.imdecode(np.frombuffer(datum.data, np.uint8), cv2.IMREAD_UNCHANGED)
+        image = cv2.imdecode(np.frombuffer(datum.data, np.uint8), cv2.IMREAD_UNCHANGED) \
+            if datum.data else None
         if image is None:
-            raise ValueError("cannot decode an encoded Datum")
+            raise ValueError("%s: cannot decode its encoded image" % where)
         return image.reshape(image.shape[0], image.shape[1], -1).transpose(2, 0, 1)
-    return np.frombuffer(datum.data, np.uint8).reshape(datum.channels, datum.height, datum.width)
+    shape = (datum.channels, datum.height, datum.width)
+    if not datum.data or len(datum.data) != int(np.prod(shape)):
+        raise ValueError("%s holds %d bytes of pixels, not the %s its shape needs: not an image "
+                         "Datum" % (where, len(datum.data), "x".join(map(str, shape))))
+    return np.frombuffer(datum.data, np.uint8).reshape(shape)
 
 
 def _raw_prefix(datum):
@@ -31,12 +34,9 @@ def _raw_prefix(datum):
 
 def compute_mean(lmdb_path):
     """(C, H, W) float64 per-pixel mean of the images in an LMDB; ValueError if sizes differ."""
-    if not os.path.isdir(lmdb_path):
-        raise IOError("no LMDB at %s" % lmdb_path)
-    env = lmdb.open(lmdb_path, readonly=True, lock=False, subdir=True)
+    env = lmdb_io.open_readonly(lmdb_path)
     total = prefix = first_key = None
     count = 0
-    datum = caffe_pb2.Datum()
     try:
         with env.begin(buffers=True) as txn:
             for key, value in tqdm(txn.cursor(), total=env.stat()["entries"], unit="rec",
@@ -46,8 +46,8 @@ def compute_mean(lmdb_path):
                     # straight from the LMDB page: no protobuf parse, no copy.
                     image = np.frombuffer(value, np.uint8, total.size, len(prefix))
                 else:
-                    datum.ParseFromString(value)
-                    image = datum_image(datum)
+                    datum = lmdb_io.parse_datum(value, lmdb_path, key)
+                    image = datum_image(datum, lmdb_path, key)
                     if total is None:
                         total, first_key = np.zeros(image.shape, np.float64), bytes(key).decode()
                         prefix = None if datum.encoded else _raw_prefix(datum)
