@@ -10,10 +10,10 @@ the records in order, so the output does not depend on the number of workers. Th
 per-pixel sum of the written images comes back with each chunk, giving the mean file
 without a second pass over the database.
 """
-import collections
 import contextlib
 import multiprocessing
 import os
+import signal
 
 import cv2
 import numpy as np
@@ -137,10 +137,6 @@ def image_datum(image, label, encoding=None):
     return lmdb_io.image_datum(np.array(cv2.split(image)), label).SerializeToString()
 
 
-def _init_worker():
-    cv2.setNumThreads(1)  # one decoder per process; the processes are the parallelism
-
-
 def _load_chunk(task):
     """Worker: [(path, label)] -> ([serialized Datum or None], [(path, error)], pixel sum (H, W, C) or None)."""
     items, root, resize, gray, encoding = task
@@ -168,16 +164,88 @@ def _load_chunk(task):
     return records, bad, pixel_sum
 
 
-def _imap_bounded(pool, func, tasks, window):
-    """pool.imap over `tasks` in windows with at most two in flight: results come in order and
-    do not pile up in memory when the writer is slower than the decoders."""
-    queued = collections.deque()
-    for start in range(0, len(tasks), window):
-        queued.append(pool.imap(func, tasks[start:start + window]))
-        if len(queued) == 2:
-            yield from queued.popleft()
-    while queued:
-        yield from queued.popleft()
+def _worker(func, conn, parent_ends):
+    """A decoder process: answer each task read from `conn` with (ok, func(task) or the error)."""
+    for end in parent_ends:
+        end.close()  # inherited by the fork: the parent's death must reach us as EOF
+    cv2.setNumThreads(1)  # one decoder per process; the processes are the parallelism
+    # Ctrl-C reaches the whole process group: the parent alone stops, cleans up and ends us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)  # blocked across the fork
+    try:
+        while True:
+            task = conn.recv()
+            try:
+                result = (True, func(task))
+            except Exception as e:
+                result = (False, e)
+            conn.send(result)
+    except (EOFError, OSError):
+        pass  # the parent closed our pipe (done) or is gone
+
+
+_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+class _Workers(object):
+    """Processes that map func over tasks, results in task order, `depth` tasks in flight each.
+
+    Unlike multiprocessing.Pool, each worker has its own pipe and no lock is shared between
+    processes, so Ctrl-C or a kill at any moment cannot hang the parent: a worker that dies
+    shows up as EOF, and stop() kills whatever is left.
+    """
+
+    def __init__(self, func, processes, depth=4):
+        context = multiprocessing.get_context("fork")
+        self.depth, self.conns, self.procs = depth, [], []
+        # A child forked while OpenCV's thread pool is alive deadlocks in its first parallel
+        # call: stop the pool (one thread) across the fork, then give the parent its threads back.
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        # Until a child has its own handlers, a signal would run the parent's there.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        try:
+            for _ in range(processes):
+                parent_end, child_end = context.Pipe()
+                self.conns.append(parent_end)
+                proc = context.Process(target=_worker, args=(func, child_end, self.conns),
+                                       daemon=True)
+                proc.start()
+                child_end.close()
+                self.procs.append(proc)
+        except BaseException:
+            self.stop()
+            raise
+        finally:
+            cv2.setNumThreads(threads)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+
+    def imap(self, tasks):
+        n, sent = len(self.conns), 0
+        for index in range(len(tasks)):
+            try:
+                while sent < min(len(tasks), index + self.depth * n):
+                    self.conns[sent % n].send(tasks[sent])
+                    sent += 1
+                ok, result = self.conns[index % n].recv()
+            except (EOFError, BrokenPipeError, ConnectionResetError):
+                for proc in self.procs:
+                    proc.join(1)
+                raise OSError("an image decoder process died (exit status %s)" % ", ".join(
+                    str(proc.exitcode) for proc in self.procs if proc.exitcode is not None))
+            if not ok:
+                raise result
+            yield result
+
+    def stop(self):
+        """End the workers, whatever they are doing: they hold nothing but their pipe."""
+        for conn in self.conns:
+            conn.close()
+        for proc in self.procs:
+            proc.kill()
+        for proc in self.procs:
+            proc.join()
 
 
 def build_image_lmdb(out_path, items, root="", resize=None, gray=False, encoding=None,
@@ -208,16 +276,9 @@ def build_image_lmdb(out_path, items, root="", resize=None, gray=False, encoding
              for i in range(0, len(items), CHUNK)]
     kept, bad, pixel_sum = [], [], None
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    pool = None
-    if processes > 1 and len(tasks) > 1:
-        # A child forked while OpenCV's thread pool is alive deadlocks in its first parallel
-        # call: stop the pool (one thread) across the fork, then give the parent its threads back.
-        threads = cv2.getNumThreads()
-        cv2.setNumThreads(1)
-        pool = multiprocessing.get_context("fork").Pool(min(processes, len(tasks)), _init_worker)
-        cv2.setNumThreads(threads)
-    results = _imap_bounded(pool, _load_chunk, tasks, 8 * processes) if pool \
-        else map(_load_chunk, tasks)
+    workers = _Workers(_load_chunk, min(processes, len(tasks))) \
+        if processes > 1 and len(tasks) > 1 else None
+    results = workers.imap(tasks) if workers else map(_load_chunk, tasks)
     try:
         with lmdb_io.LmdbWriter(out_path) as db, \
                 tqdm(total=len(items), desc=desc or os.path.basename(out_path), unit="img",
@@ -241,9 +302,8 @@ def build_image_lmdb(out_path, items, root="", resize=None, gray=False, encoding
                 raise BadImageError("%s: none of the %d images could be read (the first: %s)"
                                     % (out_path, len(items), bad[0][1]))
     finally:
-        if pool:
-            pool.terminate()
-            pool.join()
+        if workers:
+            workers.stop()
     mean = None
     if pixel_sum is not None and not np.isnan(pixel_sum).any():
         mean = (pixel_sum / len(kept)).transpose(2, 0, 1)
