@@ -5,9 +5,8 @@ Reads the keys found in both kv files (optionally only those in a key list) and 
 writes `key noise_type` lines.
 """
 import argparse
-import sys
 
-from noisy_label import datasets, imageset, matrix_c
+from noisy_label import cli, datasets, imageset, matrix_c
 
 
 def main():
@@ -18,18 +17,15 @@ def main():
     parser.add_argument("out", help="output: `key noise_type` lines")
     parser.add_argument("--keys", default=None, help="a key list restricting the pairs")
     args = parser.parse_args()
-    try:
-        estimate = matrix_c.load_matrix(args.matrix_c)
-        num_classes = len(estimate)
-        clean = datasets.read_label_kv(args.clean_kv, num_classes)
-        noisy = datasets.read_label_kv(args.noisy_kv, num_classes)
-        keys = datasets.read_key_list(args.keys, clean, args.clean_kv) if args.keys else list(clean)
-        keys = [k for k in keys if k in noisy]
-        if not keys:
-            raise ValueError("no key of %s has a label in %s" % (args.clean_kv, args.noisy_kv))
-        types = matrix_c.noise_types([clean[k] for k in keys], [noisy[k] for k in keys], estimate)
-    except (IOError, ValueError) as e:
-        sys.exit("assign_noise_types: %s" % e)
+    estimate = matrix_c.load_matrix(args.matrix_c)
+    num_classes = len(estimate)
+    clean = datasets.read_label_kv(args.clean_kv, num_classes)
+    noisy = datasets.read_label_kv(args.noisy_kv, num_classes)
+    keys = datasets.read_key_list(args.keys, clean, args.clean_kv) if args.keys else list(clean)
+    keys = [k for k in keys if k in noisy]
+    if not keys:
+        raise ValueError("no key of %s has a label in %s" % (args.clean_kv, args.noisy_kv))
+    types = matrix_c.noise_types([clean[k] for k in keys], [noisy[k] for k in keys], estimate)
     imageset.write_image_list(args.out, zip(keys, types))
     print("%d pairs -> %s: %s" % (len(keys), args.out, ", ".join(
         "%s %d" % (name, (types == t).sum()) for t, name in enumerate(("noise-free", "random",
@@ -37,4 +33,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, "assign_noise_types")

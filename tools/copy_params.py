@@ -11,9 +11,9 @@ existing weights (e.g. to add a second net's layers to the output of a first cal
 otherwise the target's fillers.
 """
 import argparse
-import sys
+import os
 
-from noisy_label import net_surgery
+from noisy_label import cli, models, net_surgery
 
 
 def main():
@@ -28,15 +28,36 @@ def main():
                         help="renames, besides the layers both nets have by the same name")
     parser.add_argument("--target-weights", default=None, help="start from these target weights")
     args = parser.parse_args()
-    try:
-        layer_map = net_surgery.parse_layer_map(args.map)
-        copied = net_surgery.copy_params(args.source_net, args.source_weights, args.target_net,
-                                         args.out, layer_map, args.target_weights)
-    except (IOError, ValueError) as e:
-        sys.exit("copy_params: %s" % e)
+    layer_map = net_surgery.parse_layer_map(args.map)
+    check_files(args)
+    copied = net_surgery.copy_params(args.source_net, args.source_weights, args.target_net,
+                                     args.out, layer_map, args.target_weights)
     print("copied %s -> %s" % (", ".join("%s->%s" % pair for pair in copied),
                                args.out))
 
 
+def check_files(args):
+    """Parse the nets and weights first: Caffe aborts (glog CHECK) on a file it cannot parse."""
+    from google.protobuf.message import DecodeError
+
+    from caffe.proto import caffe_pb2
+    for path in filter(None, (args.source_net, args.source_weights, args.target_net,
+                              args.target_weights)):
+        if not os.path.isfile(path):
+            raise IOError(("%s is not a file" if os.path.exists(path) else "missing file %s")
+                          % path)
+    for path in (args.source_net, args.target_net):
+        models.read_prototxt(path, caffe_pb2.NetParameter())
+    for path in filter(None, (args.source_weights, args.target_weights)):
+        weights = caffe_pb2.NetParameter()
+        with open(path, "rb") as f:
+            try:
+                weights.ParseFromString(f.read())
+            except DecodeError:
+                weights.Clear()
+        if not (weights.layer or weights.layers):
+            raise ValueError("%s is not a .caffemodel (trained weights)" % path)
+
+
 if __name__ == "__main__":
-    main()
+    cli.run(main, "copy_params")

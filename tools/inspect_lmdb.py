@@ -1,11 +1,8 @@
 #!/usr/bin/env python3
 """Print each LMDB's record count, Datum shapes, label histogram and first / last keys."""
 import argparse
-import sys
 
-import lmdb
-
-from noisy_label import lmdb_io
+from noisy_label import cli, lmdb_io
 
 
 def main():
@@ -13,10 +10,7 @@ def main():
     parser.add_argument("db", nargs="+", help="LMDB directories")
     args = parser.parse_args()
     for db in args.db:
-        try:
-            info = lmdb_io.inspect_lmdb(db)
-        except (OSError, lmdb.Error) as e:
-            sys.exit("inspect_lmdb: %s" % e)
+        info = lmdb_io.inspect_lmdb(db)
         shapes = ", ".join("%s: %d" % (s if s == "encoded" else "x".join(map(str, s)), n)
                            for s, n in info["shapes"].items())
         print("%s: %d records (%s), keys %s .. %s" % (db, info["count"], shapes,
@@ -25,4 +19,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, "inspect_lmdb")

@@ -7,9 +7,8 @@
     python tools/make_lmdb.py clothing1M --data-root /data/clothing1M --skip-bad
 """
 import argparse
-import sys
 
-from noisy_label import datasets, paths
+from noisy_label import cli, datasets, paths
 
 
 def main():
@@ -20,7 +19,7 @@ def main():
     parser.add_argument("--exp", default=None, help="experiment root (default: $EXP or exp/)")
     parser.add_argument("--data-root", default=None,
                         help="raw data (default: <exp>/datasets/<dataset>)")
-    parser.add_argument("--seed", type=int, default=1,
+    parser.add_argument("--seed", type=cli.at_least(0), default=1,
                         help="seed of the noise, splits, shuffles; seed n > 1 writes to "
                              "<exp>/seeds/n, where make train SEED=n reads (default 1)")
     parser.add_argument("--force", action="store_true", help="rebuild outputs that are up to date")
@@ -32,7 +31,7 @@ def main():
     parser.add_argument("--jpeg-quality", type=int, default=None,
                         help="cifar10: pass the images through JPEG at this quality first, as "
                              "the original release did (75); default: lossless")
-    parser.add_argument("--resize", type=int, default=None,
+    parser.add_argument("--resize", type=cli.at_least(0), default=None,
                         help="clothing1M: resize images to RESIZE x RESIZE (default 256; 0 keeps)")
     parser.add_argument("--upsample", type=float, default=None,
                         help="clothing1M: clean train keys per noisy key in the mixed set "
@@ -42,18 +41,14 @@ def main():
     parser.add_argument("--skip-bad", action="store_true",
                         help="skip (and list) missing or corrupt images instead of stopping")
     args = parser.parse_args()
-    try:
-        # Seed n has its own root (paths.seed_root); the raw data is shared.
-        datasets.build(args.dataset, exp=paths.seed_root(args.exp, args.seed),
-                       data_root=args.data_root or paths.data_root(args.dataset, args.exp),
-                       seed=args.seed,
-                       force=args.force, encoded=args.encoded, skip_bad=args.skip_bad,
-                       noise_level=args.noise_level, num_clean=args.num_clean,
-                       jpeg_quality=args.jpeg_quality,
-                       resize=args.resize, upsample=args.upsample)
-    except (IOError, ValueError) as e:
-        sys.exit("make_lmdb: %s" % e)
+    # Seed n has its own root (paths.seed_root); the raw data is shared.
+    datasets.build(args.dataset, exp=paths.seed_root(args.exp, args.seed),
+                   data_root=args.data_root or paths.data_root(args.dataset, args.exp),
+                   seed=args.seed,
+                   force=args.force, encoded=args.encoded, skip_bad=args.skip_bad,
+                   noise_level=args.noise_level, num_clean=args.num_clean,
+                   jpeg_quality=args.jpeg_quality, resize=args.resize, upsample=args.upsample)
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, "make_lmdb")

@@ -2,7 +2,7 @@
 """Write the nets and solvers of each dataset's workflow into prototxt/<dataset>/ (or --exp)."""
 import argparse
 
-from noisy_label import models, paths
+from noisy_label import cli, models, paths
 
 
 def main():
@@ -17,4 +17,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, "make_prototxt")

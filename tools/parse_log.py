@@ -6,9 +6,8 @@
 """
 import argparse
 import os
-import sys
 
-from noisy_label import blob_io, caffe_log
+from noisy_label import blob_io, caffe_log, cli
 
 
 def main():
@@ -20,14 +19,11 @@ def main():
     args = parser.parse_args()
     texts = {}
     for path in args.logs:
-        try:
-            with open(path) as f:
-                texts[path] = f.read()
-        except OSError as e:
-            sys.exit("error: cannot read log %s: %s" % (path, e.strerror))
+        with open(path, errors="replace") as f:
+            texts[path] = f.read()
         rows = caffe_log.parse(texts[path])
         if not rows["train"] and not rows["test"]:
-            sys.exit("error: %s has no Caffe training or test lines" % path)
+            raise ValueError("%s has no Caffe training or test lines" % path)
         stem = os.path.splitext(os.path.basename(path))[0]
         out_dir = args.out_dir or os.path.dirname(os.path.abspath(path))
         for part in ("train", "test"):
@@ -40,4 +36,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, "parse_log")

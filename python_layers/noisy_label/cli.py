@@ -1,0 +1,63 @@
+"""Entry point of the tools/ CLIs: a one-line reason on stderr instead of a traceback.
+
+    if __name__ == "__main__":
+        cli.run(main, "make_lmdb")
+
+Ctrl-C exits 130 and a plain `kill` (SIGTERM) 143, after the writers have removed their
+temporary outputs; a bad input (IOError/OSError, ValueError, lmdb.Error) exits 1.
+"""
+import argparse
+import os
+import signal
+import sys
+
+import lmdb
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that `finally` and `with` blocks clean up."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def message(error):
+    """One line for an exception: `file: reason` for an OSError, else its text."""
+    if isinstance(error, EnvironmentError) and error.strerror:
+        names = [str(n) for n in (error.filename, getattr(error, "filename2", None)) if n]
+        return "%s: %s" % (" -> ".join(names), error.strerror) if names else error.strerror
+    return str(error) or type(error).__name__
+
+
+def run(main, prog):
+    """Call main(); exit with `prog: reason` and no traceback on Ctrl-C, SIGTERM or bad input."""
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        main()
+    except Terminated:
+        _exit(prog, "terminated (SIGTERM); no output is left half-written", 143)
+    except KeyboardInterrupt:
+        _exit(prog, "interrupted; no output is left half-written", 130)
+    except BrokenPipeError:
+        # `tool | head`: the reader of stdout is gone; nothing more to say there.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+    except (EnvironmentError, ValueError, lmdb.Error) as e:
+        _exit(prog, message(e), 1)
+
+
+def _exit(prog, text, status):
+    sys.stderr.write("%s: %s\n" % (prog, text))
+    sys.exit(status)
+
+
+def at_least(low, kind=int):
+    """An argparse type: a `kind` (int, float) refused below `low`."""
+    def parse(text):
+        value = kind(text)
+        if not value >= low:  # also refuses NaN
+            raise argparse.ArgumentTypeError("must be at least %s, got %s" % (low, text))
+        return value
+    parse.__name__ = kind.__name__  # argparse's "invalid int value: 'x'"
+    return parse
