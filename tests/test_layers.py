@@ -270,7 +270,7 @@ def bad_c_file(tmp_path, name, content):
 
 @pytest.mark.parametrize("name,content,message", [
     ("missing.npy", None, r"matrix C file .*missing.npy does not exist"),
-    ("c.binaryproto", "garbage", r"cannot read matrix C from .*c.binaryproto: DecodeError"),
+    ("c.binaryproto", "garbage", r"cannot read matrix C from .*c.binaryproto: .*c.binaryproto is not a BlobProto"),
     ("wide.txt", "0 1 0\n1 0 1\n", r"wide.txt: matrix C must be square \(N x N\), got shape \(2, 3\)"),
     ("small.txt", "0 1\n1 0\n", r"small.txt: matrix C is 2x2 but the clean logits have N = 3 classes"),
     ("negative.txt", "0 1.5 0.5\n1 0 0.5\n0 -0.5 0", r"negative.txt: matrix C has 1 negative or "

@@ -129,7 +129,7 @@ def test_report_without_logs_says_what_to_run(tmp_path):
     proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", "report.py"), "digits",
                            "--exp", str(tmp_path)], stderr=subprocess.PIPE, text=True)
     assert proc.returncode != 0
-    assert "error: no digits training logs with a test accuracy under %s" % os.path.join(
+    assert "report: no digits training logs with a test accuracy under %s" % os.path.join(
         str(tmp_path), "logs", "digits") in proc.stderr
     assert "run make train DATASET=digits first" in proc.stderr
 

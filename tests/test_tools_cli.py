@@ -71,6 +71,14 @@ def inputs(tmp_path_factory):
     (d / "notlmdb" / "notes").write_text("mine")
     (d / "fakelmdb" / "data.mdb").write_bytes(b"garbage" * 1000)
     lmdb_io.write_label_lmdb(str(d / "labels_db"), [0, 1, 1], desc=False)
+    # Weights of the same layer with another shape (num_output 4, not 3).
+    net = ('layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 '
+           'dim: 5 } } }\nlayer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" '
+           'inner_product_param { num_output: %d } }\n')
+    (d / "ip3.prototxt").write_text(net % 3)
+    (d / "ip4.prototxt").write_text(net % 4)
+    import caffe
+    caffe.Net(str(d / "ip4.prototxt"), caffe.TEST).save(str(d / "w4.caffemodel"))
     return d
 
 
@@ -130,6 +138,14 @@ BAD_INPUTS = [
      "c.binaryproto is not a .caffemodel (trained weights)", 1),
     ("copy_params", ["net.prototxt", "net.prototxt", "net.prototxt", "o.caffemodel"],
      "net.prototxt is not a .caffemodel (trained weights)", 1),
+    ("copy_params", ["ip3.prototxt", "w4.caffemodel", "ip3.prototxt", "o.caffemodel"],
+     "copy_params: w4.caffemodel: blob 0 of layer 'ip' is (4, 5) but ip3.prototxt needs (3, 5)",
+     1),
+    # label kv files (noisy_label.datasets, as make lmdb clothing1M reads them)
+    ("estimate_matrix_c", ["garbage.bin", "noisy.txt", "c.binaryproto", "--num-classes", "2"],
+     "estimate_matrix_c: garbage.bin:1: not UTF-8 text", 1),
+    ("assign_noise_types", ["dir", "noisy.txt", "c.binaryproto", "o.txt"],
+     "assign_noise_types: dir is a directory, not a text file", 1),
     # option values: argparse's usage and one line, status 2
     ("build_label_lmdb", ["list.txt", "db", "--num-classes", "0"],
      "argument --num-classes: must be at least 1, got 0", 2),

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Copy trained layers from one net into another with a layer-name map, and save the result.
 
-    python tools/copy_params.py clean_trainval.prototxt clean.caffemodel \\
+    .venv/bin/python tools/copy_params.py clean_trainval.prototxt clean.caffemodel \\
         noisy_label_loss_trainval.prototxt init.caffemodel \\
         --map conv1:conv1_clean conv2:conv2_clean ...
 
@@ -13,7 +13,10 @@ otherwise the target's fillers.
 import argparse
 import os
 
-from noisy_label import cli, models, net_surgery
+# Caffe's INFO lines of building the two nets say nothing a user needs; errors still show.
+os.environ.setdefault("GLOG_minloglevel", "1")
+
+from noisy_label import cli, models, net_surgery  # noqa: E402
 
 
 def main():

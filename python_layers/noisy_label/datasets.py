@@ -23,7 +23,7 @@ import tempfile
 
 import numpy as np
 
-from noisy_label import download, imageset, lmdb_io, matrix_c, mean, noise, paths
+from noisy_label import download, imageset, lmdb_io, matrix_c, mean, noise, paths, text_io
 from noisy_label import manifest as manifest_io
 
 NUM_CLASSES = {"cifar10": 10, "digits": 10, "clothing1M": 14}
@@ -181,17 +181,14 @@ def read_key_list(path, kv, kv_path):
 
 def _lines(path, fields):
     """Yield (line number, field, ...) of the non-blank lines of a text file with `fields` fields."""
-    if not os.path.isfile(path):
-        raise IOError("missing file %s" % path)
-    with open(path) as f:
-        for number, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != fields:
-                raise ValueError("%s:%d: expected %s, got %r" % (
-                    path, number, "`key label`" if fields == 2 else "one key", line.rstrip("\n")))
-            yield (number,) + tuple(parts)
+    for number, line in text_io.numbered_lines(path):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != fields:
+            raise ValueError("%s:%d: expected %s, got %r" % (
+                path, number, "`key label`" if fields == 2 else "one key", line.rstrip("\n")))
+        yield (number,) + tuple(parts)
 
 
 # ---- label sets -------------------------------------------------------------------------

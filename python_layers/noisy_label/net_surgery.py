@@ -59,6 +59,47 @@ def copy_blobs(source_params, target_params, pairs, source_name="source", target
             target_blob.data[...] = source_blob.data
 
 
+def blob_shape(blob):
+    """The shape of a BlobProto: its `shape`, else the legacy num/channels/height/width."""
+    if blob.HasField("shape"):
+        return tuple(blob.shape.dim)
+    return (blob.num, blob.channels, blob.height, blob.width)
+
+
+def load_weights(params, path, net_name="net"):
+    """Copy a .caffemodel's blobs into pycaffe `Net.params` by layer name, as Caffe's
+    CopyTrainedLayersFrom does, but a file that does not parse or a blob that does not fit is
+    a ValueError naming the file, the layer and the shapes (Caffe would abort the process).
+    Layers the net does not have are skipped. Returns the layers copied."""
+    import numpy as np
+    from google.protobuf.message import DecodeError
+
+    from caffe.proto import caffe_pb2
+    weights = caffe_pb2.NetParameter()
+    try:
+        with open(path, "rb") as f:
+            weights.ParseFromString(f.read())
+    except DecodeError:
+        raise ValueError("%s is not a .caffemodel (NetParameter): truncated or another file" % path)
+    copied = []
+    for layer in list(weights.layer) or list(weights.layers):   # V1 models keep `layers`
+        if layer.name not in params or not layer.blobs:
+            continue
+        blobs = params[layer.name]
+        if len(blobs) != len(layer.blobs):
+            raise ValueError("%s: layer %r has %d parameter blobs but %s's has %d"
+                             % (path, layer.name, len(layer.blobs), net_name, len(blobs)))
+        for i, (saved, blob) in enumerate(zip(layer.blobs, blobs)):
+            shape = blob_shape(saved)
+            if int(np.prod(shape)) != blob.data.size or (
+                    saved.HasField("shape") and shape != blob.data.shape):
+                raise ValueError("%s: blob %d of layer %r is %s but %s needs %s" % (
+                    path, i, layer.name, shape, net_name, blob.data.shape))
+            blob.data[...] = np.asarray(saved.data, dtype=np.float32).reshape(blob.data.shape)
+        copied.append(layer.name)
+    return copied
+
+
 def copy_params(source_net, source_weights, target_net, target_weights_out, renames=(),
                 target_weights_in=None):
     """Load the source net with its weights and the target net (with target_weights_in, else its
@@ -70,15 +111,22 @@ def copy_params(source_net, source_weights, target_net, target_weights_out, rena
             raise IOError("missing file %s" % path)
     caffe.set_mode_cpu()
     # TRAIN phase: a joint net's noise-type tower exists only in TRAIN.
-    source = caffe.Net(source_net, caffe.TRAIN, weights=source_weights)
-    target = caffe.Net(target_net, caffe.TRAIN, weights=target_weights_in) if target_weights_in \
-        else caffe.Net(target_net, caffe.TRAIN)
+    source = caffe.Net(source_net, caffe.TRAIN)
+    load_weights(source.params, source_weights, source_net)
+    target = caffe.Net(target_net, caffe.TRAIN)
+    if target_weights_in:
+        load_weights(target.params, target_weights_in, target_net)
     pairs = layer_map(source.params.keys(), target.params.keys(), renames)
     copy_blobs(source.params, target.params, pairs,
                "%s (%s)" % (source_net, source_weights), target_net)
     # Net.save writes in place; go through a temporary name so a crash leaves no half file.
     os.makedirs(os.path.dirname(os.path.abspath(target_weights_out)), exist_ok=True)
     tmp = target_weights_out + ".tmp"
-    target.save(tmp)
-    os.replace(tmp, target_weights_out)
+    try:
+        target.save(tmp)
+        os.replace(tmp, target_weights_out)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     return pairs

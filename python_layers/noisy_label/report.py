@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from noisy_label import caffe_log, models, paths
+from noisy_label import blob_io, caffe_log, models, paths
 
 STAGE_LABELS = {
     "clean": "clean only",
@@ -110,8 +110,5 @@ def write(name, exps, seeds, out_dir):
     bar_ax.grid(axis="y", alpha=0.3)
     caffe_log.save_png(fig, png)
     text = markdown(name, summary, seeds)
-    tmp = os.path.join(out_dir, ".report.md.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, os.path.join(out_dir, "report.md"))
+    blob_io.atomic_write_bytes(os.path.join(out_dir, "report.md"), text.encode())
     return text
