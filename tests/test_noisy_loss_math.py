@@ -256,7 +256,7 @@ def test_load_matrix_c_errors_name_the_file_and_problem(tmp_path):
     (tmp_path / "dir.txt").mkdir()
     fails("dir.txt", None, r"dir.txt does not exist \(or is not a file\)")
     fails("bad.binaryproto", b"\xff\xff\xff\xff not a blob",
-          r"cannot read matrix C from .*bad.binaryproto: DecodeError")
+          r"cannot read matrix C from .*bad.binaryproto: .*bad.binaryproto is not a BlobProto")
     fails("bad.npy", b"not numpy", r"cannot read matrix C from .*bad.npy")
     fails("words.npy", np.array([["a", "b"], ["c", "d"]]), r"words.npy: matrix C holds <U1 values")
     fails("words.txt", "0 1\n1 zero\n", r"words.txt:2: not a row of numbers: '1 zero'")
