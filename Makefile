@@ -1,7 +1,8 @@
 # Learning from Massive Noisy Labeled Data (Xiao et al., CVPR 2015) on stock BVLC Caffe.
 #
 #   make demo                    the digits experiment end to end (sets everything up first)
-#   make test                    the test suite, with the real Caffe
+#   make test                    make lint, then the test suite with the real Caffe;
+#                                PYTEST_ARGS='-m "not caffe"' runs the numpy tier alone
 #   make caffe [CUDA=1] [CAFFE_SRC=dir]   build stock BVLC Caffe into ~/.cache/noisy-label-caffe
 #   make venv                    .venv with pinned deps, pycaffe and the `caffe` launcher
 #   make lmdb DATASET=digits|cifar10|clothing1M   LMDBs, mean file, matrix C in $EXP/db/<dataset>
@@ -33,8 +34,15 @@ caffe:
 venv: caffe
 	@bash scripts/setup_venv.sh "$$(bash scripts/build_caffe.sh --prefix)"
 
-test: venv
+test: venv lint
 	$(IN_VENV) python -m pytest $(PYTEST_ARGS)
+
+# ruff (pyflakes, pycodestyle, import order; settings in pyproject.toml)
+.PHONY: lint
+lint: venv
+	@if [ -x $(VENV)/bin/ruff ]; then $(IN_VENV) ruff check python_layers tools tests bench; \
+	else echo "lint: skipped: no ruff in $(VENV) (a venv over PYTHON=... installs only what" \
+	     "pytest needs; pip install ruff==0.17.6 to lint there)"; fi
 
 # make demo: make lmdb + make train for DATASET=digits at seeds $(DEMO_SEEDS), then the
 # report $(EXP)/logs/digits/report.md and report.png (tools/demo.py).

@@ -19,17 +19,19 @@ import argparse
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 
+import machine
 import numpy as np
+from bench_mpi import iterations_per_second, run
+from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 from tqdm import tqdm
 
-from bench_mpi import iterations_per_second, machine, run
-from caffe.proto import caffe_pb2
-from noisy_label import blob_io, lmdb_io, models, paths, pipeline
+from noisy_label import datasets, paths
+from noisy_label.experiments import pipeline, stages
+from noisy_label.io import blob_io, lmdb_io
 
 DATASET = "clothing1M"
 
@@ -60,7 +62,7 @@ def write_data(exp, num, seed=0):
 
 def timing_solver(exp, stage, iters, display):
     """The stage's solver without tests or snapshots, `iters` iterations; return its path."""
-    path = os.path.join(exp, "prototxt", DATASET, models.solver_file_name(DATASET, stage))
+    path = os.path.join(exp, "prototxt", DATASET, stages.solver_file_name(DATASET, stage))
     solver = text_format.Merge(open(path).read(), caffe_pb2.SolverParameter())
     solver.max_iter, solver.display, solver.average_loss = iters, display, 1
     solver.snapshot_after_train = False
@@ -86,11 +88,6 @@ def allreduce_ms(log):
     return (int(found.group(1)), float(found.group(2))) if found else (None, None)
 
 
-def gpu_count():
-    out = subprocess.run(["nvidia-smi", "-L"], stdout=subprocess.PIPE, text=True).stdout
-    return len([line for line in out.splitlines() if line.startswith("GPU")])
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -107,12 +104,12 @@ def main():
     exp = tempfile.mkdtemp(prefix="bench_gpu.")
     try:
         write_data(exp, args.num)
-        models.write_dataset(DATASET, exp)
-        batch = models.DATASETS[DATASET].train_batch
-        print("machine: %s" % machine(True))
+        stages.write_dataset(DATASET, exp)
+        batch = datasets.get_dataset(DATASET).train_batch
+        print("machine: %s" % machine.describe(gpu=True))
         print("Clothing1M stages, batch %d, %d iterations, GPU %d:" % (batch, args.iters, args.gpu))
         print("%-26s %14s %22s %8s" % ("stage", "caffe train", "caffe time (fwd+bwd)", "ratio"))
-        for stage in tqdm(list(models.stage_nets(DATASET)), desc="stages", leave=False):
+        for stage in tqdm(list(stages.stage_nets(DATASET)), desc="stages", leave=False):
             solver, net = timing_solver(exp, stage, args.iters, args.display)
             log = run([paths.caffe_tool(), "train", "-solver", solver, "-gpu", str(args.gpu)])[0]
             train_images = iterations_per_second(log) * batch
@@ -123,7 +120,7 @@ def main():
         solver, _ = timing_solver(exp, "clean", args.iters, args.display)
         train = [sys.executable, "-m", "noisy_label.train", "-solver", solver]
         mpirun = [shutil.which("mpirun") or "mpirun", "--oversubscribe", "-n", "2"]
-        gpus = gpu_count()
+        gpus = len(machine.gpu_names())
         one_log = run(train + ["-gpu", str(args.gpu)])[0]
         one_ms = 1000.0 / iterations_per_second(one_log)
         rows = [("1 rank, no allreduce", one_ms, None)]

@@ -8,7 +8,6 @@ mean tools read the same LMDB. Prints images/s, seconds, the ratios and the mach
 """
 import argparse
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -17,9 +16,11 @@ import tempfile
 import time
 
 import cv2
+import machine
 import numpy as np
 
-from noisy_label import imageset, mean, paths
+from noisy_label import paths
+from noisy_label.io import imageset, mean
 
 
 def make_jpegs(out_dir, count, seed=0):
@@ -57,18 +58,6 @@ def timed(fn):
     return time.perf_counter() - start, cpu() - start_cpu, result
 
 
-def machine():
-    model = ""
-    if os.path.exists("/proc/cpuinfo"):
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return "%s, %d cores (%s), Python %s, OpenCV %s" % (
-        platform.machine(), os.cpu_count(), model or "unknown CPU", platform.python_version(),
-        cv2.__version__)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2000)
@@ -87,7 +76,7 @@ def main():
                       for f in fs if f.endswith(".jpg")) / 1e6
         print("  %.1f MB of JPEG, %.0f KB each" % (size_mb, size_mb * 1e3 / args.images))
         # Warm the page cache so neither side pays for the first read.
-        subprocess.run(["cat"] + [os.path.join(images_dir, l.split()[0]) for l in open(list_path)],
+        subprocess.run(["cat"] + [os.path.join(images_dir, line.split()[0]) for line in open(list_path)],
                        stdout=subprocess.DEVNULL, check=True)
 
         stock_db, ours_db = os.path.join(work, "stock_lmdb"), os.path.join(work, "ours_lmdb")
@@ -117,7 +106,7 @@ def main():
         diff = float(np.abs(ours_mean - built["mean"]).max())
 
         print("machine: %s; load average %.1f (other work shares the cores)"
-              % (machine(), os.getloadavg()[0]))
+              % (machine.describe() + ", OpenCV " + cv2.__version__, os.getloadavg()[0]))
         print("image LMDB, %d JPEGs -> %dx%d raw, best of %d:" % (args.images, args.size, args.size,
                                                                  args.repeat))
         print("  convert_imageset   %7.2f s  %7.0f images/s  %.2f ms CPU/image"

@@ -14,9 +14,9 @@ build of Caffe), and gradients go through NCCL when there is one GPU per rank (M
 host memory otherwise: NCCL refuses two ranks on one GPU).
 """
 import argparse
+import copy
 import json
 import os
-import platform
 import re
 import resource
 import shutil
@@ -24,11 +24,14 @@ import subprocess
 import sys
 import tempfile
 
+import machine
 import numpy as np
 from google.protobuf import text_format
 from tqdm import tqdm
 
-from noisy_label import blob_io, lmdb_io, models, paths
+from noisy_label import datasets, paths
+from noisy_label.experiments import nets
+from noisy_label.io import blob_io, lmdb_io
 
 # One BLAS thread per rank; OpenMPI refuses root without the two ALLOW variables.
 ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
@@ -36,28 +39,11 @@ ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
 DATASET = "cifar10"
 
 
-def machine(gpu):
-    cpu = platform.processor()
-    with open("/proc/cpuinfo") as f:
-        names = re.findall(r"model name\s*:\s*(.*)", f.read())
-    cpu = names[0] if names else cpu
-    text = "%s, %d cores, Python %s" % (cpu, os.cpu_count(), platform.python_version())
-    if gpu:
-        text += "; GPUs: " + "; ".join(gpu_names())
-    return text
-
-
-def gpu_names():
-    out = subprocess.run(["nvidia-smi", "-L"], stdout=subprocess.PIPE, text=True, check=True)
-    return [line for line in out.stdout.splitlines() if line.startswith("GPU")]
-
-
 def joint_net(exp, batch):
-    """The CIFAR-10 joint net of `noisy_label.models`, `batch` per rank, files under exp."""
-    ds = models.DATASETS[DATASET]
-    ds = models.Dataset(DATASET, ds.num_classes, ds.tower, ds.transform, batch, ds.test_batch,
-                        0, ds.solver, ds.schedules)
-    return ds, models.noisy_label_loss_net(ds, models.Files(DATASET, exp))
+    """The CIFAR-10 joint net of `noisy_label.experiments.nets`, `batch` per rank, files under exp."""
+    ds = copy.copy(datasets.get_dataset(DATASET))
+    ds.train_batch = batch
+    return ds, nets.noisy_label_loss_net(ds, nets.Files(DATASET, exp))
 
 
 def write_data(net, num):
@@ -69,7 +55,7 @@ def write_data(net, num):
                "label_noisy": np.where(has_clean, -1, (labels + rng.randint(2, size=num)) % 10),
                "label_ntype": np.where(has_clean, rng.randint(3, size=num), -1)}
     for layer in net.layer:
-        if layer.type == "Data" and layer.include[0].phase == models.TRAIN:
+        if layer.type == "Data" and layer.include[0].phase == nets.TRAIN:
             source = layer.data_param.source
             os.makedirs(os.path.dirname(source), exist_ok=True)
             if layer.top[0] == "data":
@@ -92,10 +78,12 @@ def write_solver(exp, ds, net, iters, display):
     net_file = os.path.join(exp, "bench_net.prototxt")
     with open(net_file, "w") as f:
         f.write(text_format.MessageToString(net))
-    solver = models.solver(ds, models.Files(DATASET, exp), "noisy_label_loss", net_file)
+    solver = nets.solver(ds, nets.Files(DATASET, exp), "noisy_label_loss", net_file, ds.val_lmdb,
+                         "bench")
     solver.max_iter, solver.display, solver.average_loss = iters, display, 1
     solver.snapshot, solver.snapshot_after_train = 0, False
-    solver.ClearField("test_interval")
+    for field in ("test_iter", "test_interval"):
+        solver.ClearField(field)
     path = os.path.join(exp, "bench_solver.prototxt")
     with open(path, "w") as f:
         f.write(text_format.MessageToString(solver))
@@ -162,7 +150,7 @@ def main():
         ds, net = joint_net(exp, args.batch)
         write_data(net, args.num)
         solver = write_solver(exp, ds, net, args.iters, args.display)
-        num_gpus = len(gpu_names()) if args.gpu else 0
+        num_gpus = len(machine.gpu_names()) if args.gpu else 0
 
         def gpu_flag(ranks):
             return ["-gpu", ",".join(str(i % num_gpus) for i in range(ranks))] if args.gpu else []
@@ -186,7 +174,7 @@ def main():
                     cpu_ms = 1000 * cpu / (args.iters * args.batch * ranks)
                     best[name] = (images, cpu_ms, allreduce_share(log))
         print("machine: %s (load average %.1f at the end)"
-              % (machine(args.gpu), os.getloadavg()[0]))
+              % (machine.describe(args.gpu), os.getloadavg()[0]))
         device = "GPU" if args.gpu else "CPU, OPENBLAS_NUM_THREADS=1 per rank"
         print("net: CIFAR-10 noisy-label joint net, %d x 3x32x32 per rank and iteration, "
               "%d iterations, %s; best of %d" % (args.batch, args.iters, device, args.repeat))

@@ -14,37 +14,38 @@
 """
 import argparse
 import os
-import platform
 import tempfile
 import time
 
 os.environ.setdefault("GLOG_minloglevel", "2")  # before caffe: no net-construction logs
 
+import caffe
+import machine
 import numpy as np
 from google.protobuf import text_format
 from tqdm import tqdm
 
-import caffe
-from noisy_label import models
+from noisy_label import datasets
+from noisy_label.experiments import nets
 
 NUM_CLASSES = 10
 
 
 def input_layer(net, shapes):
     """An Input layer whose tops are the names of `shapes` ({top: shape})."""
-    models.add_layer(net, "input", "Input", top=list(shapes),
+    nets.add_layer(net, "input", "Input", top=list(shapes),
                      input_param=dict(shape=[dict(dim=list(s)) for s in shapes.values()]))
 
 
 def noisy_loss_layer(net, bottoms, matrix_c_file):
-    models.add_layer(net, "loss_noisy", "Python", bottoms, ["loss_noisy"], loss_weight=[1.0],
+    nets.add_layer(net, "loss_noisy", "Python", bottoms, ["loss_noisy"], loss_weight=[1.0],
                      param=[{"lr_mult": 0, "decay_mult": 0}],
                      python_param=dict(module="noisy_label.layers", layer="SoftmaxWithNoisyLabelLoss",
                                        param_str='{"matrix_c": "%s"}' % matrix_c_file))
 
 
 def stock_loss_layer(net, name, logits, label):
-    models.add_layer(net, name, "SoftmaxWithLoss", [logits, label], loss_weight=[1.0],
+    nets.add_layer(net, name, "SoftmaxWithLoss", [logits, label], loss_weight=[1.0],
                      loss_param=dict(ignore_label=-1, normalization=2))
 
 
@@ -53,14 +54,15 @@ NETS = {"cifar10": dict(size=32, batch=100, target=2),       # target: the issue
 
 
 def two_tower_net(name, batch, matrix_c_file, stock):
-    """The dataset's `_clean` and `_ntype` towers (models.DATASETS) on one input, either loss."""
-    ds = models.DATASETS[name]
-    net = models._net("%s_two_towers_%s" % (name, "stock" if stock else "noisy"))
+    """The dataset's `_clean` and `_ntype` towers on one input, either loss."""
+    ds = datasets.get_dataset(name)
+    tower = nets.TOWERS[ds.tower]
+    net = nets._net("%s_two_towers_%s" % (name, "stock" if stock else "noisy"))
     size = NETS[name]["size"]
     input_layer(net, {"data": (batch, 3, size, size), "label_noisy": (batch,),
                       "label_ntype": (batch,)})
-    clean, _ = ds.tower(net, "data", ds.num_classes, suffix="_clean")
-    ntype, _ = ds.tower(net, "data", models.NUM_NOISE_TYPES, suffix="_ntype", **ds.ntype_kwargs)
+    clean, _ = tower(net, "data", ds.num_classes, suffix="_clean")
+    ntype, _ = tower(net, "data", nets.NUM_NOISE_TYPES, suffix="_ntype", **ds.ntype_kwargs)
     if stock:
         stock_loss_layer(net, "loss_clean", clean, "label_noisy")
         stock_loss_layer(net, "loss_ntype", ntype, "label_ntype")
@@ -71,9 +73,9 @@ def two_tower_net(name, batch, matrix_c_file, stock):
 
 def loss_only_net(batch, num_classes, matrix_c_file, stock):
     """Logits from Parameter layers (so the loss back-propagates) straight into the loss."""
-    net = models._net("loss_only")
-    for name, width in (("clean", num_classes), ("ntype", models.NUM_NOISE_TYPES)):
-        models.add_layer(net, name, "Parameter", parameter_param=dict(shape=dict(dim=[batch, width])))
+    net = nets._net("loss_only")
+    for name, width in (("clean", num_classes), ("ntype", nets.NUM_NOISE_TYPES)):
+        nets.add_layer(net, name, "Parameter", parameter_param=dict(shape=dict(dim=[batch, width])))
     input_layer(net, {"label_noisy": (batch,)})
     if stock:
         stock_loss_layer(net, "loss_clean", "clean", "label_noisy")
@@ -90,7 +92,7 @@ def load(net_param, work_dir, rng, num_classes):
     net = caffe.Net(path, caffe.TRAIN)
     for name, blob in net.blobs.items():
         if name.startswith("label"):
-            high = num_classes if name == "label_noisy" else models.NUM_NOISE_TYPES
+            high = num_classes if name == "label_noisy" else nets.NUM_NOISE_TYPES
             blob.data[...] = np.where(rng.rand(*blob.data.shape) < 0.1, -1,
                                       rng.randint(high, size=blob.data.shape))
         elif name in ("data", "clean", "ntype"):
@@ -128,21 +130,6 @@ def random_matrix_c(rng, num_classes):
     return matrix_c / matrix_c.sum(axis=0)
 
 
-def cpu_model():
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
-
-
-def gpu_model(device):
-    import subprocess
-    out = subprocess.run(["nvidia-smi", "-i", str(device), "--query-gpu=name,driver_version",
-                          "--format=csv,noheader"], stdout=subprocess.PIPE, text=True)
-    return out.stdout.strip() or "GPU %d" % device
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iters", type=int, default=40, help="timed iterations per net")
@@ -155,7 +142,7 @@ def main():
     args = parser.parse_args()
     batch = args.batch or NETS[args.net]["batch"]
     if args.gpu is not None:
-        from noisy_label import pipeline
+        from noisy_label.experiments import pipeline
         if not pipeline.gpu_available():
             print("bench_noisy_loss: --gpu skipped: no GPU here, or the project's Caffe is "
                   "CPU_ONLY (make caffe CUDA=1 on a GPU machine)")
@@ -166,21 +153,19 @@ def main():
     else:
         caffe.set_mode_gpu()
         caffe.set_device(args.gpu)
-        device = "GPU %d: %s" % (args.gpu, gpu_model(args.gpu))
+        device = "GPU %d: %s" % (args.gpu, machine.gpu_model(args.gpu))
     rng = np.random.RandomState(0)
-    print("machine: %s, %d cores (%d usable), %s, Python %s; %s"
-          % (cpu_model(), os.cpu_count(), len(os.sched_getaffinity(0)), platform.machine(),
-             platform.python_version(), device))
+    print("machine: %s; %s" % (machine.describe(), device))
     with tempfile.TemporaryDirectory() as work_dir:
         c_files = {}
         for num_classes in (NUM_CLASSES, 14):
             c_files[num_classes] = os.path.join(work_dir, "matrix_c_%d.npy" % num_classes)
             np.save(c_files[num_classes], random_matrix_c(rng, num_classes))
 
-        num_classes = models.DATASETS[args.net].num_classes
-        nets = [load(two_tower_net(args.net, batch, c_files[num_classes], stock), work_dir, rng,
+        num_classes = datasets.get_dataset(args.net).num_classes
+        pair = [load(two_tower_net(args.net, batch, c_files[num_classes], stock), work_dir, rng,
                      num_classes) for stock in (True, False)]
-        stock_ms, noisy_ms = compare(nets, args.iters, desc="two-tower nets")
+        stock_ms, noisy_ms = compare(pair, args.iters, desc="two-tower nets")
         print("%s two-tower net, batch %d, %s, forward+backward (median of %d):"
               % ("CIFAR-quick" if args.net == "cifar10" else "CaffeNet (Clothing1M)", batch,
                  device, args.iters))
@@ -188,11 +173,11 @@ def main():
         print("  SoftmaxWithNoisyLabelLoss:     %8.2f ms/iter" % noisy_ms)
         print("  overhead: %+.2f%% (ratio %.4f; issue target: at most +%d%%)"
               % (100 * (noisy_ms / stock_ms - 1), noisy_ms / stock_ms, NETS[args.net]["target"]))
-        del nets
+        del pair
 
-        nets = [load(loss_only_net(128, 14, c_files[14], stock), work_dir, rng, 14)
+        pair = [load(loss_only_net(128, 14, c_files[14], stock), work_dir, rng, 14)
                 for stock in (True, False)]
-        alone = compare(nets, 20 * args.iters, desc="loss layers alone")
+        alone = compare(pair, 20 * args.iters, desc="loss layers alone")
         print("Loss layer alone, M = 128, N = 14, forward+backward (median of %d):" % (20 * args.iters))
         print("  SoftmaxWithNoisyLabelLoss:     %8.3f ms" % alone[1])
         print("  stock SoftmaxWithLoss:         %8.3f ms" % alone[0])

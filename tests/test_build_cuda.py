@@ -12,8 +12,9 @@ import subprocess
 import tarfile
 
 import pytest
-
 from helpers import REPO
+
+pytestmark = pytest.mark.build
 
 SCRIPT = os.path.join(REPO, "scripts", "build_caffe.sh")
 NVCC = shutil.which("nvcc") or (os.path.exists("/usr/local/cuda/bin/nvcc") and

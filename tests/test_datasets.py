@@ -7,10 +7,15 @@ import subprocess
 import cv2
 import numpy as np
 import pytest
-
 from helpers import caffe_tool
-from noisy_label import blob_io, datasets, lmdb_io, mean, paths
 from test_noise_and_matrix_c import reference_matrix_c
+
+from noisy_label import datasets, paths
+from noisy_label.datasets import cifar10 as cifar10_data
+from noisy_label.datasets import synthetic
+from noisy_label.io import blob_io, lmdb_io, mean
+
+pytestmark = pytest.mark.caffe
 
 CLOTHING_CLASSES = 14
 
@@ -170,7 +175,7 @@ def test_cifar10_mixed_lmdbs_are_aligned_with_the_images(cifar10):
 
 def test_cifar10_matrix_c_and_noise_types_match_the_reference(cifar10):
     images, labels = train_images(cifar10)
-    sets = datasets.synthetic_label_sets(labels, 10, 0.5, 100, seed=3)
+    sets = synthetic.synthetic_label_sets(labels, 10, 0.5, 100, seed=3)
     clean = sets["clean"]
     c = blob_io.read_blobproto(os.path.join(cifar10["db"], "matrix_c.binaryproto"))
     assert c.shape == (1, 1, 10, 10)
@@ -302,7 +307,7 @@ def test_encoded_records_decode_to_the_raw_pixels(cifar10, tmp_path):
 
 
 def test_clothing1m_counts_and_labels(clothing1m):
-    db, clean, noisy, lists = clothing1m["db"], clothing1m["clean"], clothing1m["noisy"], clothing1m["lists"]
+    db, clean, _noisy, lists = clothing1m["db"], clothing1m["clean"], clothing1m["noisy"], clothing1m["lists"]
     counts = clothing1m["summary"]["counts"]
     assert (counts["clean_train"], counts["clean_val"], counts["clean_test"]) == (30, 15, 15)
     assert (counts["ntype_train"], counts["ntype_val"], counts["ntype_test"]) == (10, 5, 5)
@@ -499,7 +504,7 @@ def test_missing_data_root_and_files(tmp_path, clothing_raw):
     with pytest.raises(IOError, match=r"DATA_ROOT=.*nowhere does not exist: put the Clothing1M tree"):
         build_clothing(tmp_path, str(tmp_path / "nowhere"))
     os.unlink(os.path.join(clothing_raw, paths.CLOTHING1M_FILES["noisy_kv"]))
-    with pytest.raises(IOError, match=r"missing file .*noisy_label_kv\.txt"):
+    with pytest.raises(IOError, match=r"No such file or directory: .*noisy_label_kv\.txt"):
         build_clothing(tmp_path, clothing_raw)
 
 
@@ -512,7 +517,8 @@ def test_bad_synthetic_options(tmp_path, cifar10):
         datasets.build("digits", exp=exp, num_clean=2000)
     with pytest.raises(ValueError, match=r"NUM_CLEAN=301: .* at most the 300 training images"):
         datasets.build("cifar10", exp=exp, data_root=cifar10["raw"], num_clean=301)
-    with pytest.raises(ValueError, match=r"cifar10 does not take RESIZE \(it takes: JPEG_QUALITY, NOISE_LEVEL, NUM_CLEAN\)"):
+    with pytest.raises(ValueError, match=r"cifar10 does not take RESIZE \(it takes: "
+                                         r"JPEG_QUALITY, NOISE_LEVEL, NUM_CLEAN\)"):
         datasets.build("cifar10", exp=exp, data_root=cifar10["raw"], resize=32)
     assert not os.path.exists(paths.db_dir("digits", exp))
 
@@ -522,7 +528,7 @@ def test_cifar10_missing_and_corrupt_batches(tmp_path):
     with pytest.raises(IOError, match=r"(?s)CIFAR-10 is not in DATA_ROOT=.*empty and the download from "
                                       r"http://127\.0\.0\.1:9/.* failed .*Put the python version's "
                                       r"cifar-10-batches-py/"):
-        datasets.load_cifar10(str(tmp_path / "empty"), url="http://127.0.0.1:9/cifar-10.tar.gz")
+        cifar10_data.load_cifar10(str(tmp_path / "empty"), url="http://127.0.0.1:9/cifar-10.tar.gz")
     assert not os.path.exists(str(tmp_path / "empty"))
     raw = str(tmp_path / "raw")
     write_cifar10(raw, per_batch=4, num_test=4)
@@ -530,8 +536,8 @@ def test_cifar10_missing_and_corrupt_batches(tmp_path):
     with open(batch, "r+b") as f:
         f.truncate(100)
     with pytest.raises(ValueError, match=r"data_batch_2 is not a CIFAR-10 python batch"):
-        datasets.load_cifar10(raw)
+        cifar10_data.load_cifar10(raw)
     with open(batch, "wb") as f:
         pickle.dump({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1, 12]}, f)
-    with pytest.raises(ValueError, match=r"data_batch_2: label 12 at index 1 is outside 0\.\.9"):
-        datasets.load_cifar10(raw)
+    with pytest.raises(ValueError, match=r"data_batch_2: label 12 of sample 1 is not an integer in 0\.\.9"):
+        cifar10_data.load_cifar10(raw)

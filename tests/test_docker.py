@@ -6,8 +6,9 @@ import subprocess
 import sys
 
 import pytest
-
 from helpers import REPO
+
+pytestmark = pytest.mark.build
 
 DOCKERFILES = {"cuda": os.path.join(REPO, "docker", "Dockerfile"),
                "cpu": os.path.join(REPO, "docker", "Dockerfile.cpu")}

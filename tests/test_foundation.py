@@ -3,9 +3,11 @@ import os
 import subprocess
 
 import numpy as np
-
+import pytest
+import smoke
 from helpers import REPO, caffe_tool, run_caffe, train_losses
-from noisy_label import smoke
+
+pytestmark = pytest.mark.caffe
 
 
 def write_net(tmp_path, digits_lmdbs, **kwargs):
@@ -36,9 +38,9 @@ def test_caffe_cli_loads_layers_from_the_users_pythonpath(tmp_path, digits_lmdbs
     user_dir = tmp_path / "mine"
     user_dir.mkdir()
     (user_dir / "my_layers.py").write_text(
-        "from noisy_label.example_layers import Scale  # the user's own module\n")
+        "from example_layers import Scale  # the user's own module\n")
     solver = write_net(tmp_path, digits_lmdbs, iters=20, module="my_layers")
-    env = dict(os.environ, PYTHONPATH=str(user_dir))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join((str(user_dir), os.environ["PYTHONPATH"])))
     log = run_caffe(["train", "-solver", solver], env=env).stdout
     assert "Optimization Done" in log
 
@@ -101,7 +103,8 @@ def test_a_failed_build_leaves_no_cache_entry(tmp_path):
     # Our patches apply to src/caffe/util/io.cpp: give them the line they change.
     (src / "src" / "caffe" / "util").mkdir()
     io_cpp = os.path.join(REPO, "patches", "caffe", "protobuf-settotalbyteslimit.patch")
-    original = [l[1:] for l in open(io_cpp).read().splitlines()[4:] if l[:1] in (" ", "-")]
+    original = [line[1:] for line in open(io_cpp).read().splitlines()[4:]
+                if line[:1] in (" ", "-")]
     (src / "src" / "caffe" / "util" / "io.cpp").write_text(
         "\n" * 49 + "\n".join(original) + "\n")
     (src / "CMakeLists.txt").write_text('cmake_minimum_required(VERSION 3.5)\nproject(x)\n'

@@ -16,9 +16,12 @@ os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")
 
 import numpy as np
 import pytest
-
 from helpers import REPO, run_caffe
-from noisy_label import blob_io, caffe_log, gradient_sync, noisy_loss, pipeline
+
+from noisy_label import gradient_sync
+from noisy_label.core import noisy_loss
+from noisy_label.experiments import caffe_log, pipeline, stages
+from noisy_label.io import blob_io
 
 
 def gpu_skip_reason():
@@ -35,7 +38,8 @@ def gpu_skip_reason():
 
 
 REASON = gpu_skip_reason()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=str(REASON))
+pytestmark = [pytest.mark.caffe, pytest.mark.gpu,
+              pytest.mark.skipif(REASON is not None, reason=str(REASON))]
 
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            NVIDIA_TF32_OVERRIDE="0")
@@ -147,13 +151,12 @@ def test_make_train_digits_uses_the_gpu_by_itself(tmp_path):
 
 
 def test_clothing1m_nets_build_and_step_on_the_gpu(tmp_path):
-    from google.protobuf import text_format
     from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
     from test_prototxt import write_fixture
-    from noisy_label import models
     write_fixture(str(tmp_path), "clothing1M", num=4)
-    for stage in models.stage_nets("clothing1M"):
-        path = os.path.join(REPO, "prototxt", "clothing1M", models.solver_file_name("clothing1M", stage))
+    for stage in stages.stage_nets("clothing1M"):
+        path = os.path.join(REPO, "prototxt", "clothing1M", stages.solver_file_name("clothing1M", stage))
         solver = text_format.Merge(open(path).read(), caffe_pb2.SolverParameter())
         solver.net = os.path.join(REPO, solver.net)
         solver.max_iter, solver.display, solver.test_interval = 2, 1, 1000

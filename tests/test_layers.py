@@ -1,15 +1,18 @@
-"""The noisy-label Python layers in real pycaffe nets: equal to the plain reference of SPEC §2,
-C kept in snapshots, a two-tower net that learns from noisy labels, and every bad input."""
+"""The noisy-label Python layers in real pycaffe nets: equal to the plain reference of
+docs/model.md#the-loss-layer, C kept in snapshots, a two-tower net that learns from noisy
+labels, and every bad input."""
 import json
 import os
 
+import caffe
 import numpy as np
 import pytest
-
-import caffe
 from helpers import run_caffe
-from noisy_label import blob_io
 from test_noisy_loss_math import random_case, random_matrix_c, reference
+
+from noisy_label.io import blob_io
+
+pytestmark = pytest.mark.caffe
 
 LOSS, POSTERIOR = "SoftmaxWithNoisyLabelLoss", "NoisyLabelPosterior"
 LOSS_TOPS = ("loss", "prob_y", "prob_z", "posterior")
@@ -157,8 +160,9 @@ solver_mode: CPU
 
 
 def noisy_dataset(rng, num=2000, num_classes=10, dim=16):
-    """Gaussian classes; noisy labels drawn by SPEC's model: noise type 0 keeps y, 1 draws a
-    uniform other class, 2 draws C[:, y] (class y confused with y + 1); 10% have no label (-1)."""
+    """Gaussian classes; noisy labels drawn by the paper's model (docs/model.md): noise type 0
+    keeps y, 1 draws a uniform other class, 2 draws C[:, y] (class y confused with y + 1); 10%
+    have no label (-1)."""
     means = rng.randn(num_classes, dim)
     true = rng.randint(num_classes, size=num)
     data = (means[true] + rng.randn(num, dim)).astype(np.float32)
@@ -270,7 +274,8 @@ def bad_c_file(tmp_path, name, content):
 
 @pytest.mark.parametrize("name,content,message", [
     ("missing.npy", None, r"matrix C file .*missing.npy does not exist"),
-    ("c.binaryproto", "garbage", r"cannot read matrix C from .*c.binaryproto: .*c.binaryproto is not a BlobProto"),
+    ("c.binaryproto", "garbage",
+     r"cannot read matrix C from .*c.binaryproto: .*c.binaryproto is not a BlobProto"),
     ("wide.txt", "0 1 0\n1 0 1\n", r"wide.txt: matrix C must be square \(N x N\), got shape \(2, 3\)"),
     ("small.txt", "0 1\n1 0\n", r"small.txt: matrix C is 2x2 but the clean logits have N = 3 classes"),
     ("negative.txt", "0 1.5 0.5\n1 0 0.5\n0 -0.5 0", r"negative.txt: matrix C has 1 negative or "
@@ -340,7 +345,7 @@ def test_bottoms_reshaped_after_setup(tmp_path, c_file):
 
 @pytest.mark.parametrize("layer", [LOSS, POSTERIOR])
 @pytest.mark.parametrize("bad,message", [
-    (10, r"bottom 2: noisy label 10.0 of sample 3 is not an integer in -1..9 \(N = 10\); 1 bad"),
+    (10, r"bottom 2: noisy label 10.0 of sample 3 is not an integer in -1..9 \(N = 10\); 1 bad in all"),
     (2.5, r"bottom 2: noisy label 2.5 of sample 3"),
     (-2, r"bottom 2: noisy label -2.0 of sample 3"),
 ])

@@ -12,12 +12,14 @@ import time
 
 import numpy as np
 import pytest
-
 from caffe.proto import caffe_pb2
 from helpers import REPO, run_caffe, train_losses
 from mpi4py import MPI
 
-from noisy_label import blob_io, gradient_sync, lmdb_io, train
+from noisy_label import gradient_sync, train
+from noisy_label.io import blob_io, lmdb_io
+
+pytestmark = [pytest.mark.caffe, pytest.mark.mpi]
 
 TIMEOUT = 60  # seconds: a job whose rank failed must end well before
 ITERS = 24
@@ -95,7 +97,7 @@ def write_noisy_digits(out, digits_lmdbs):
     return files
 
 
-def write_solver(directory, files, batch, name, iters=ITERS, module="noisy_label.example_layers",
+def write_solver(directory, files, batch, name, iters=ITERS, module="example_layers",
                  **overrides):
     """Net + solver prototxt in directory (snapshots prefixed `name`); return the solver path."""
     directory = str(directory)
@@ -240,7 +242,7 @@ FAILING_LAYER = '''
 import os
 
 import caffe
-from noisy_label.example_layers import Scale as _Scale
+from example_layers import Scale as _Scale
 
 
 class Scale(_Scale):
@@ -272,7 +274,7 @@ def test_a_failing_rank_ends_the_job(tmp_path, noisy_digits, how, messages):
     (tmp_path / "failing_layers.py").write_text(FAILING_LAYER)
     solver = write_solver(tmp_path, noisy_digits, BATCH // 2, "fail", iters=200,
                           module="failing_layers")
-    env = dict(ENV, PYTHONPATH=str(tmp_path), FAIL_HOW=how)
+    env = dict(ENV, PYTHONPATH=os.pathsep.join((str(tmp_path), ENV["PYTHONPATH"])), FAIL_HOW=how)
     proc, seconds = run_train(2, ["-solver", solver], env=env)
     assert_failed_promptly(proc, seconds, *messages)
 
@@ -406,7 +408,7 @@ def test_ctrl_c_ends_the_job_and_it_resumes_from_the_newest_complete_snapshot(tm
                                                                               noisy_digits):
     """mpirun's Ctrl-C (SIGTERM to the ranks, then SIGKILL): the job ends promptly; the
     re-run with -snapshot of the newest complete snapshot finishes the schedule."""
-    from noisy_label import snapshots
+    from noisy_label.experiments import snapshots
     # Long enough never to finish before the Ctrl-C; the resumed run stops 100 iterations on.
     solver = write_solver(tmp_path, noisy_digits, BATCH, "long", iters=10 ** 7)
     text = open(solver).read().replace("display: 1\n", "display: 100\n").replace(

@@ -1,14 +1,15 @@
-"""Synthetic noise, the matrix C estimate of SPEC §3 and noise types: pure numpy."""
+"""Synthetic noise, the matrix C estimate of docs/data.md and noise types: pure numpy."""
 import math
 
 import numpy as np
 import pytest
 
-from noisy_label import matrix_c, noise, noisy_loss
+from noisy_label.core import matrix_c, noise, noisy_loss
 
 
 def reference_matrix_c(labels, noisy_labels, n):
-    """SPEC §3 written out plainly, one class and one i at a time (the test's own reference)."""
+    """docs/data.md#estimating-c-from-paired-labels written out plainly, one class and one i at
+    a time (the test's own reference)."""
     counts = [[0] * n for _ in range(n)]
     for y, noisy in zip(labels, noisy_labels):
         counts[y][noisy] += 1
@@ -143,9 +144,9 @@ def test_noise_type_at_exactly_one_over_n_minus_1_is_confusing():
 
 
 def test_labels_outside_range_are_named():
-    with pytest.raises(ValueError, match=r"true label 10 at index 2 is outside 0\.\.9"):
+    with pytest.raises(ValueError, match=r"true label 10 of sample 2 is not an integer in 0\.\.9"):
         matrix_c.confusion_counts([1, 2, 10], [1, 2, 3], 10)
-    with pytest.raises(ValueError, match=r"noisy label -1 at index 0 is outside 0\.\.9"):
+    with pytest.raises(ValueError, match=r"noisy label -1 of sample 0 is not an integer in 0\.\.9"):
         matrix_c.estimate_matrix_c([1], [-1], 10)
     with pytest.raises(ValueError, match="3 true labels but 2 noisy labels"):
         matrix_c.confusion_counts([1, 2, 3], [1, 2], 10)
@@ -154,12 +155,13 @@ def test_labels_outside_range_are_named():
 def test_save_and_load_matrix(tmp_path):
     c = noise.synthesize_matrix_q(5, 0.3, np.random.RandomState(0))
     matrix_c.save_matrix(str(tmp_path / "c.binaryproto"), c, str(tmp_path / "c.txt"))
-    from noisy_label import blob_io
+    from noisy_label.io import blob_io
     assert blob_io.read_blobproto(str(tmp_path / "c.binaryproto")).shape == (1, 1, 5, 5)
-    np.testing.assert_allclose(matrix_c.load_matrix(str(tmp_path / "c.binaryproto")), c, atol=1e-7)
-    np.testing.assert_allclose(matrix_c.load_matrix(str(tmp_path / "c.txt")), c, atol=1e-6)
+    np.testing.assert_allclose(matrix_c.load_matrix_c(str(tmp_path / "c.binaryproto")), c,
+                               atol=1e-7)
+    np.testing.assert_allclose(matrix_c.load_matrix_c(str(tmp_path / "c.txt")), c, atol=1e-6)
     (tmp_path / "bad.txt").write_text("1 2 3\n4 5 6\n")
-    with pytest.raises(ValueError, match=r"bad\.txt: expected an N x N matrix, got shape \(2, 3\)"):
-        matrix_c.load_matrix(str(tmp_path / "bad.txt"))
-    with pytest.raises(IOError, match="missing matrix file .*nope.txt"):
-        matrix_c.load_matrix(str(tmp_path / "nope.txt"))
+    with pytest.raises(ValueError, match=r"bad\.txt: matrix C must be square"):
+        matrix_c.load_matrix_c(str(tmp_path / "bad.txt"))
+    with pytest.raises(ValueError, match="matrix C file .*nope.txt does not exist"):
+        matrix_c.load_matrix_c(str(tmp_path / "nope.txt"))

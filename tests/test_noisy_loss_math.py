@@ -1,17 +1,21 @@
-"""noisy_label.noisy_loss against a plain, sample-by-sample transcription of SPEC §1-2,
-a numerical gradient check of the EM objective, and the checks of C, labels and C files."""
+"""noisy_label.core.noisy_loss against a plain, sample-by-sample transcription of
+docs/model.md (the model and the loss layer), a numerical gradient check of the EM
+objective, and the checks of C, labels and C files."""
 import math
 
 import numpy as np
 import pytest
 
-from noisy_label import blob_io, noisy_loss
+from noisy_label.core import noisy_loss
+from noisy_label.core.matrix_c import load_matrix_c
+from noisy_label.io import blob_io
 
 FLT_MIN = np.finfo(np.float32).tiny
 
 
 def reference(logits_clean, logits_ntype, labels, matrix_c, loss_weight=1.0, update_noise_lr=1.0):
-    """SPEC §2 written out for one sample at a time, in float64 (deliberately not vectorised).
+    """docs/model.md#the-loss-layer written out for one sample at a time, in float64
+    (deliberately not vectorised).
 
     Returns loss, p(y|x), p(z|x), q, d loss/d clean logits, d loss/d noise-type logits.
     """
@@ -218,7 +222,8 @@ def test_check_matrix_c_wants_the_n_of_the_logits():
 def test_check_labels():
     labels = noisy_loss.check_labels(np.array([-1, 0, 9, 3], np.float32), 10)
     assert labels.dtype == np.int64 and list(labels) == [-1, 0, 9, 3]
-    for bad, message in [(10, r"noisy label 10.0 of sample 2 is not an integer in -1..9 \(N = 10\)"),
+    for bad, message in [(10, r"noisy label 10.0 of sample 2 is not an integer in -1..9 \(N = 10\); "
+                               r"2 bad in all"),
                          (2.5, r"noisy label 2.5 of sample 2"), (-2, r"noisy label -2.0 of sample 2"),
                          (np.nan, r"noisy label nan of sample 2")]:
         with pytest.raises(ValueError, match=message):
@@ -236,7 +241,7 @@ def test_load_matrix_c_reads_the_three_formats(tmp_path):
         f.write("# C[noisy, true]\n\n")
         np.savetxt(f, matrix_c, fmt="%.9g")
     for name in ("c.binaryproto", "c.npy", "c.txt"):
-        loaded = noisy_loss.load_matrix_c(str(tmp_path / name), 10)
+        loaded = load_matrix_c(str(tmp_path / name), 10)
         assert loaded.dtype == np.float32 and loaded.shape == (10, 10)
         np.testing.assert_array_equal(loaded, matrix_c)
 
@@ -250,11 +255,11 @@ def test_load_matrix_c_errors_name_the_file_and_problem(tmp_path):
             with open(path, "wb" if isinstance(content, bytes) else "w") as f:
                 f.write(content)
         with pytest.raises(ValueError, match=message):
-            noisy_loss.load_matrix_c(path, num_classes)
+            load_matrix_c(path, num_classes)
 
     fails("missing.npy", None, r"matrix C file .*missing.npy does not exist")
     (tmp_path / "dir.txt").mkdir()
-    fails("dir.txt", None, r"dir.txt does not exist \(or is not a file\)")
+    fails("dir.txt", None, r"matrix C file .*dir.txt is a directory")
     fails("bad.binaryproto", b"\xff\xff\xff\xff not a blob",
           r"cannot read matrix C from .*bad.binaryproto: .*bad.binaryproto is not a BlobProto")
     fails("bad.npy", b"not numpy", r"cannot read matrix C from .*bad.npy")

@@ -6,9 +6,12 @@ import sys
 
 import numpy as np
 import pytest
-
 from helpers import REPO
-from noisy_label import caffe_log, models, paths, pipeline, report
+
+from noisy_label import paths
+from noisy_label.experiments import caffe_log, pipeline, report, stages
+
+pytestmark = [pytest.mark.caffe, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +26,7 @@ def digits_run(tmp_path_factory):
 
 
 def test_every_stage_leaves_its_snapshot_and_log(digits_run):
-    for stage in models.stage_nets("digits"):
+    for stage in stages.stage_nets("digits"):
         assert os.path.exists(digits_run.final(stage)), stage
         log = open(os.path.join(digits_run.log_dir, stage + ".log")).read()
         assert "Optimization Done" in log
@@ -54,7 +57,8 @@ def assert_joint_starts_from_the_trained_nets(joint, clean, ntype):
 
 def test_init_copies_both_trained_nets_whole(digits_run):
     import caffe
-    net = lambda stage: digits_run.solver(stage).net
+    def net(stage):
+        return digits_run.solver(stage).net
     clean = caffe.Net(net("clean"), caffe.TEST, weights=digits_run.final("clean"))
     ntype = caffe.Net(net("ntype"), caffe.TEST, weights=digits_run.final("ntype"))
     joint = caffe.Net(net("noisy_label_loss"), caffe.TRAIN, weights=digits_run.init_weights())
@@ -74,7 +78,8 @@ def test_clothing1m_init_copies_caffenet_towers_whole(tmp_path):
     for stage in ("clean", "ntype"):
         caffe.Net(experiment.solver(stage).net, caffe.TRAIN).save(experiment.final(stage))
     experiment.init()
-    net = lambda stage: experiment.solver(stage).net
+    def net(stage):
+        return experiment.solver(stage).net
     clean = caffe.Net(net("clean"), caffe.TEST, weights=experiment.final("clean"))
     ntype = caffe.Net(net("ntype"), caffe.TEST, weights=experiment.final("ntype"))
     joint = caffe.Net(net("noisy_label_loss_stage1"), caffe.TRAIN,
@@ -84,8 +89,8 @@ def test_clothing1m_init_copies_caffenet_towers_whole(tmp_path):
 
 def test_a_rerun_skips_finished_stages(digits_run, capsys):
     logs = {stage: os.path.getmtime(os.path.join(digits_run.log_dir, stage + ".log"))
-            for stage in models.stage_nets("digits")}
-    digits_run.run([stage for stage in models.stage_nets("digits")] + ["init"])
+            for stage in stages.stage_nets("digits")}
+    digits_run.run([stage for stage in stages.stage_nets("digits")] + ["init"])
     out = capsys.readouterr().out
     assert out.count(": done (") == len(logs) + 1
     for stage, mtime in logs.items():
@@ -97,7 +102,7 @@ def test_make_train_runs_the_dataset_script(digits_run):
     proc = subprocess.run(["make", "-s", "train", "DATASET=digits", "EXP=" + digits_run.exp],
                           cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:]
-    for stage in list(models.stage_nets("digits")) + ["init"]:
+    for stage in list(stages.stage_nets("digits")) + ["init"]:
         assert "[digits] %s: done" % stage in proc.stdout
     assert "[digits] test accuracy: " in proc.stdout
 
@@ -118,7 +123,7 @@ def test_report_table_and_plot(digits_run, tmp_path):
     assert "| clean only |" in text and "| ours |" in text and "| noisy as truth |" in text
     assert "0.620" in text and "0.773" in text          # the original release's numbers
     summary = report.summarize("digits", [digits_run.exp])
-    assert set(summary) == set(models.stage_nets("digits"))
+    assert set(summary) == set(stages.stage_nets("digits"))
     assert all(0.0 <= v <= 1.0 for values in summary.values() for v in values)
     with open(str(tmp_path / "report.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"

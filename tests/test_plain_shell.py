@@ -6,9 +6,12 @@ import os
 import shutil
 
 import pytest
-
 from helpers import PYTHON, REPO, VENV_BIN, plain_env, run_plain
-from noisy_label import paths, pipeline
+
+from noisy_label import paths
+from noisy_label.experiments import pipeline
+
+pytestmark = [pytest.mark.caffe, pytest.mark.mpi, pytest.mark.slow]
 
 # Every stage of the digits workflow, short: the commands are under test, not the model.
 SET = "max_iter=30 snapshot=10 test_interval=10"

@@ -8,9 +8,13 @@ import subprocess
 import time
 
 import pytest
-
 from helpers import PYTHON, REPO, plain_env, run_plain
-from noisy_label import manifest, paths, pipeline, snapshots
+
+from noisy_label import paths
+from noisy_label.experiments import pipeline, snapshots
+from noisy_label.io import manifest
+
+pytestmark = [pytest.mark.caffe, pytest.mark.slow]
 
 RUN_STAGES = os.path.join(REPO, "tools", "run_stages.py")
 # A clean stage long enough to be interrupted in the middle: ~20 s on a 2-core CPU.

@@ -7,9 +7,11 @@ import sys
 import cv2
 import numpy as np
 import pytest
-
 from helpers import REPO, caffe_tool
-from noisy_label import blob_io, lmdb_io
+
+from noisy_label.io import blob_io, lmdb_io
+
+pytestmark = pytest.mark.caffe
 
 TOOLS = ["make_lmdb", "synthesize_noise", "estimate_matrix_c", "assign_noise_types",
          "build_image_lmdb", "build_label_lmdb", "compute_mean", "copy_params", "inspect_lmdb"]

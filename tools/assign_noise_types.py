@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""Noise-type labels of paired samples: 0 noise-free, 1 random, 2 confusing (SPEC §3).
+"""Noise-type labels of paired samples: 0 noise-free, 1 random, 2 confusing
+(docs/data.md#noise-types-of-paired-samples).
 
 Reads the keys found in both kv files (optionally only those in a key list) and the matrix C;
 writes `key noise_type` lines.
 """
 import argparse
 
-from noisy_label import cli, datasets, imageset, matrix_c
+from noisy_label import cli, datasets
+from noisy_label.core import matrix_c
+from noisy_label.io import imageset
 
 
 def main():
@@ -17,7 +20,7 @@ def main():
     parser.add_argument("out", help="output: `key noise_type` lines")
     parser.add_argument("--keys", default=None, help="a key list restricting the pairs")
     args = parser.parse_args()
-    estimate = matrix_c.load_matrix(args.matrix_c)
+    estimate = matrix_c.load_matrix_c(args.matrix_c)
     num_classes = len(estimate)
     clean = datasets.read_label_kv(args.clean_kv, num_classes)
     noisy = datasets.read_label_kv(args.noisy_kv, num_classes)

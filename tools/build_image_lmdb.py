@@ -10,7 +10,8 @@ import os
 
 import cv2
 
-from noisy_label import cli, imageset, mean
+from noisy_label import cli
+from noisy_label.io import imageset, mean
 
 
 def main():

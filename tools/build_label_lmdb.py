@@ -5,7 +5,8 @@ The label is the last field of each `[name] label` line; -1 marks a missing labe
 """
 import argparse
 
-from noisy_label import cli, imageset, lmdb_io
+from noisy_label import cli
+from noisy_label.io import imageset, lmdb_io
 
 
 def main():

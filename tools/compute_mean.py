@@ -2,7 +2,8 @@
 """Compute the per-pixel mean of an image LMDB as a 1xCxHxW BlobProto, like compute_image_mean."""
 import argparse
 
-from noisy_label import cli, mean
+from noisy_label import cli
+from noisy_label.io import mean
 
 
 def main():

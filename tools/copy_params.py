@@ -16,7 +16,8 @@ import os
 # Caffe's INFO lines of building the two nets say nothing a user needs; errors still show.
 os.environ.setdefault("GLOG_minloglevel", "1")
 
-from noisy_label import cli, models, net_surgery  # noqa: E402
+from noisy_label import cli
+from noisy_label.experiments import net_surgery, nets  # noqa: E402
 
 
 def main():
@@ -41,16 +42,15 @@ def main():
 
 def check_files(args):
     """Parse the nets and weights first: Caffe aborts (glog CHECK) on a file it cannot parse."""
-    from google.protobuf.message import DecodeError
-
     from caffe.proto import caffe_pb2
+    from google.protobuf.message import DecodeError
     for path in filter(None, (args.source_net, args.source_weights, args.target_net,
                               args.target_weights)):
         if not os.path.isfile(path):
             raise IOError(("%s is not a file" if os.path.exists(path) else "missing file %s")
                           % path)
     for path in (args.source_net, args.target_net):
-        models.read_prototxt(path, caffe_pb2.NetParameter())
+        nets.read_prototxt(path, caffe_pb2.NetParameter())
     for path in filter(None, (args.source_weights, args.target_weights)):
         weights = caffe_pb2.NetParameter()
         with open(path, "rb") as f:

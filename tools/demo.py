@@ -15,7 +15,8 @@ import time
 
 os.environ.setdefault("GLOG_minloglevel", "1")
 
-from noisy_label import paths, pipeline, report  # noqa: E402
+from noisy_label import paths
+from noisy_label.experiments import pipeline, report  # noqa: E402
 
 DATASET = "digits"
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Estimate the confusion matrix C [noisy, true] from paired labels (SPEC §3).
+"""Estimate the confusion matrix C [noisy, true] from paired labels
+(docs/data.md#estimating-c-from-paired-labels).
 
 The pairs are the keys found in both kv files (`key label` lines), optionally only those in
 the given key lists (e.g. Clothing1M's clean train and val lists). Writes C as a 1x1xNxN
@@ -8,7 +9,8 @@ binaryproto (the noisy-label loss layer's matrix_c) and as text.
 import argparse
 import os
 
-from noisy_label import cli, datasets, matrix_c
+from noisy_label import cli, datasets
+from noisy_label.core import matrix_c
 
 
 def main():

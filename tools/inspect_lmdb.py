@@ -2,7 +2,8 @@
 """Print each LMDB's record count, Datum shapes, label histogram and first / last keys."""
 import argparse
 
-from noisy_label import cli, lmdb_io
+from noisy_label import cli
+from noisy_label.io import lmdb_io
 
 
 def main():

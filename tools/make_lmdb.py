@@ -15,7 +15,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n".join(__doc__.splitlines()[1:]))
-    parser.add_argument("dataset", choices=paths.DATASETS)
+    parser.add_argument("dataset", choices=datasets.names())
     parser.add_argument("--exp", default=None, help="experiment root (default: $EXP or exp/)")
     parser.add_argument("--data-root", default=None,
                         help="raw data (default: <exp>/datasets/<dataset>)")

@@ -2,18 +2,19 @@
 """Write the nets and solvers of each dataset's workflow into prototxt/<dataset>/ (or --exp)."""
 import argparse
 
-from noisy_label import cli, models, paths
+from noisy_label import cli, datasets
+from noisy_label.experiments import stages
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("datasets", nargs="*", default=list(paths.DATASETS),
-                        help="datasets (default: all of %s)" % ", ".join(paths.DATASETS))
+    parser.add_argument("datasets", nargs="*", default=list(datasets.names()),
+                        help="datasets (default: all of %s)" % ", ".join(datasets.names()))
     parser.add_argument("--exp", help="write a copy whose sources point under this experiment root")
     parser.add_argument("--seed", type=int, default=1, help="the solvers' random_seed (default 1)")
     args = parser.parse_args()
     for name in args.datasets:
-        print(models.write_dataset(paths.check_dataset(name), args.exp, args.seed))
+        print(stages.write_dataset(datasets.get_dataset(name).name, args.exp, args.seed))
 
 
 if __name__ == "__main__":

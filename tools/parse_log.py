@@ -7,7 +7,9 @@
 import argparse
 import os
 
-from noisy_label import blob_io, caffe_log, cli
+from noisy_label import cli
+from noisy_label.experiments import caffe_log
+from noisy_label.io import blob_io
 
 
 def main():

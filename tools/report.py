@@ -2,12 +2,13 @@
 """Write report.md and report.png (test accuracy per stage, mean ± std over seeds) for a dataset."""
 import argparse
 
-from noisy_label import cli, paths, report
+from noisy_label import cli, datasets, paths
+from noisy_label.experiments import report
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("dataset", choices=paths.DATASETS)
+    parser.add_argument("dataset", choices=datasets.names())
     parser.add_argument("--exp", help="experiment root (default: $EXP or exp/)")
     parser.add_argument("--seeds", type=cli.at_least(0), nargs="+", default=[1],
                         help="seeds whose runs to aggregate: seed 1 lives in EXP, seed n "

@@ -16,12 +16,13 @@ import sys
 # Quiet pycaffe's own INFO logging (net set-up in the init stage); caffe runs keep theirs.
 os.environ.setdefault("GLOG_minloglevel", "1")
 
-from noisy_label import paths, pipeline  # noqa: E402
+from noisy_label import datasets  # noqa: E402
+from noisy_label.experiments import pipeline  # noqa: E402
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("dataset", choices=paths.DATASETS)
+    parser.add_argument("dataset", choices=datasets.names())
     parser.add_argument("--exp", help="experiment root (default: $EXP or exp/)")
     parser.add_argument("--stage", action="append", help="run only this stage (repeatable)")
     parser.add_argument("--seed", type=int, default=1,

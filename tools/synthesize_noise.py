@@ -9,7 +9,9 @@ import os
 
 import numpy as np
 
-from noisy_label import cli, imageset, matrix_c, noise
+from noisy_label import cli
+from noisy_label.core import matrix_c, noise
+from noisy_label.io import imageset
 
 
 def main():

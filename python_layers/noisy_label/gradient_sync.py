@@ -13,10 +13,9 @@ whole batch, as `caffe train` on one process would show it.
 """
 import time
 
+import caffe
 import numpy as np
 from mpi4py import MPI
-
-import caffe
 
 NCCL_UNIQUE_ID_BYTES = 128  # sizeof(ncclUniqueId), NCCL 1 and 2
 

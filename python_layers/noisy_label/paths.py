@@ -16,7 +16,6 @@ import shutil
 import sys
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DATASETS = ("digits", "cifar10", "clothing1M")
 DEFAULT_EXP = "exp"
 
 
@@ -39,27 +38,20 @@ def caffe_tool(name="caffe"):
     return found
 
 
-def check_dataset(name):
-    """Return `name` if it is a known dataset, else raise ValueError listing them."""
-    if name not in DATASETS:
-        raise ValueError("unknown dataset %r; expected one of: %s" % (name, ", ".join(DATASETS)))
-    return name
-
-
 def data_root(name, exp=None):
-    return os.path.join(exp_root(exp), "datasets", check_dataset(name))
+    return os.path.join(exp_root(exp), "datasets", name)
 
 
 def db_dir(name, exp=None):
-    return os.path.join(exp_root(exp), "db", check_dataset(name))
+    return os.path.join(exp_root(exp), "db", name)
 
 
 def snapshot_dir(name, exp=None):
-    return os.path.join(exp_root(exp), "snapshots", check_dataset(name))
+    return os.path.join(exp_root(exp), "snapshots", name)
 
 
 def log_dir(name, exp=None):
-    return os.path.join(exp_root(exp), "logs", check_dataset(name))
+    return os.path.join(exp_root(exp), "logs", name)
 
 
 def seed_root(exp, seed):
@@ -69,6 +61,11 @@ def seed_root(exp, seed):
     if int(seed) == 1:
         return exp_root(exp)
     return os.path.join(exp_root(exp), "seeds", str(int(seed)))
+
+
+def init_weights(name, exp=None):
+    """The joint net's starting weights, written by the init stage."""
+    return os.path.join(snapshot_dir(name, exp), "noisy_label_loss_init.caffemodel")
 
 
 def stage_manifest(name, stage, exp=None):
@@ -111,7 +108,7 @@ def list_file(name, db, exp=None):
 
 
 def mean_file(name, exp=None):
-    return os.path.join(db_dir(name, exp), "%s_mean.binaryproto" % check_dataset(name))
+    return os.path.join(db_dir(name, exp), "%s_mean.binaryproto" % name)
 
 
 def matrix_c_file(name, exp=None, ext=".binaryproto"):

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CIFAR-10 workflow (SPEC §5), run from the repository root with the stock `caffe` tool:
+# CIFAR-10 workflow (docs/recipe.md#cifar-10), run from the repository root with the stock `caffe` tool:
 #   clean              CIFAR-quick on the 10k clean images            (5000 iterations)
 #   noisy_gt_ft_clean  baseline: fine-tune it on the mixed set, noisy labels taken as truth
 #   ntype              noise-type net fine-tuned from the clean model  (1500 iterations)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Clothing1M workflow (SPEC §5), CaffeNet from ImageNet weights ($EXP/snapshots/bvlc_reference_caffenet.caffemodel):
+# Clothing1M workflow (docs/recipe.md#clothing1m), CaffeNet from ImageNet weights ($EXP/snapshots/bvlc_reference_caffenet.caffemodel):
 #   clean                    clean-label net on the 47,570 clean train images   (15k iterations)
 #   ntype                    noise-type net                                     (5k iterations)
 #   init                     clean net -> *_clean tower, noise-type convs -> *_ntype tower

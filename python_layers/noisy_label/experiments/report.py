@@ -7,23 +7,16 @@ import os
 
 import numpy as np
 
-from noisy_label import blob_io, caffe_log, models, paths
-
-STAGE_LABELS = {
-    "clean": "clean only",
-    "noisy_gt_ft_clean": "noisy as truth",
-    "ntype": "noise-type net (noise-type accuracy)",
-    "noisy_label_loss_stage1": "ours, stage 1",
-    "noisy_label_loss": "ours",
-    "noisy_label_loss_stage2": "ours",
-}
+from noisy_label import datasets, paths
+from noisy_label.experiments import caffe_log, stages
+from noisy_label.io import blob_io
 
 
 def stage_accuracies(name, exp):
     """{stage: final test accuracy} from the training logs under one experiment root."""
     log_dir = paths.log_dir(name, exp)
     out = {}
-    for stage in models.stage_nets(name):
+    for stage in stages.stage_nets(name):
         log = os.path.join(log_dir, stage + ".log")
         if os.path.exists(log):
             with open(log) as f:
@@ -41,12 +34,21 @@ def summarize(name, exps):
                          "DATASET=%s first)" % (name, ", ".join(paths.log_dir(name, e) for e in exps),
                                                 name))
     return {stage: np.array([acc[stage] for acc in per_seed if stage in acc])
-            for stage in models.stage_nets(name) if any(stage in acc for acc in per_seed)}
+            for stage in stages.stage_nets(name) if any(stage in acc for acc in per_seed)}
 
 
-def _ref(dataset, stage):
-    stage = "noisy_label_loss" if stage == "noisy_label_loss_stage2" else stage
-    value = models.REFERENCE_ACCURACY[dataset].get(stage)
+def _label(name, stage):
+    return stages.stage(name, stage).label
+
+
+def _references():
+    """The datasets with the original release's figures, in registration order."""
+    return [ds for ds in map(datasets.get_dataset, datasets.names()) if ds.reference_accuracy]
+
+
+def _ref(name, reference, stage):
+    """The original release's figure on dataset `reference` for the role `stage` plays."""
+    value = reference.reference_accuracy.get(stages.stage(name, stage).role)
     return "%.3f" % value if value is not None else "–"
 
 
@@ -55,14 +57,14 @@ def markdown(name, summary, seeds):
     lines = ["# %s: test accuracy per stage" % name, "",
              "Mean ± std over %d seed(s) (%s); final test accuracy of each stage's training log."
              % (len(seeds), ", ".join(str(s) for s in seeds)), "",
-             "| stage | %s (ours, this run) | per seed | CIFAR-10 (original release) "
-             "| Clothing1M (original release) |" % name,
-             "| --- | --- | --- | --- | --- |"]
+             "| stage | %s (ours, this run) | per seed | %s" % (name, "".join(
+                 "%s (original release) | " % ds.reference_name for ds in _references())),
+             "| --- | --- | --- | %s" % ("--- | " * len(_references()))]
     for stage, values in summary.items():
-        lines.append("| %s | %.4f ± %.4f | %s | %s | %s |" % (
-            STAGE_LABELS[stage], values.mean(), values.std(), " ".join("%.4f" % v for v in values),
-            _ref("cifar10", stage), _ref("clothing1M", stage)))
-    verdict = claim(summary)
+        lines.append("| %s | %.4f ± %.4f | %s | %s" % (
+            _label(name, stage), values.mean(), values.std(), " ".join("%.4f" % v for v in values),
+            "".join("%s | " % _ref(name, ds, stage) for ds in _references())))
+    verdict = claim(name, summary)
     if verdict:
         lines += ["", verdict]
     lines += ["", "The noise-type row is the accuracy of predicting the noise type (3 classes), "
@@ -72,17 +74,18 @@ def markdown(name, summary, seeds):
     return "\n".join(lines)
 
 
-def claim(summary):
+def claim(name, summary):
     """Whether ours beats both baselines on average, as a sentence (None without the stages)."""
-    ours = summary.get("noisy_label_loss")
-    baselines = {s: summary[s] for s in ("clean", "noisy_gt_ft_clean") if s in summary}
+    roles = {stages.stage(name, stage).role: stage for stage in summary}
+    ours = summary.get(roles.get("ours"))
+    baselines = {roles[r]: summary[roles[r]] for r in ("clean", "noisy_as_truth") if r in roles}
     if ours is None or len(baselines) < 2:
         return None
     best = max(baselines, key=lambda s: baselines[s].mean())
     margin = ours.mean() - baselines[best].mean()
     return "**Ours %s both baselines**: %.4f vs. %.4f (%s), margin %+.4f." % (
         "beats" if margin > 0 else "does NOT beat", ours.mean(), baselines[best].mean(),
-        STAGE_LABELS[best], margin)
+        _label(name, best), margin)
 
 
 def write(name, exps, seeds, out_dir):
@@ -93,7 +96,7 @@ def write(name, exps, seeds, out_dir):
     for stage in summary:
         log = os.path.join(paths.log_dir(name, exps[0]), stage + ".log")
         with open(log) as f:
-            curves[STAGE_LABELS[stage]] = f.read()
+            curves[_label(name, stage)] = f.read()
     png = os.path.join(out_dir, "report.png")
     import matplotlib
     matplotlib.use("Agg")
@@ -101,7 +104,7 @@ def write(name, exps, seeds, out_dir):
     fig, (curve_ax, bar_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
     caffe_log.plot_curves(curves, png, title="%s, seed %s: test accuracy" % (name, seeds[0]),
                           ax=curve_ax)
-    labels = [STAGE_LABELS[stage].replace(" (", "\n(") for stage in summary]
+    labels = [_label(name, stage).replace(" (", "\n(") for stage in summary]
     bar_ax.bar(labels, [v.mean() for v in summary.values()],
                yerr=[v.std() for v in summary.values()], capsize=4, color="C0")
     bar_ax.set_ylabel("final test accuracy")

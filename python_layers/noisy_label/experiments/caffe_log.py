@@ -7,8 +7,9 @@
 import csv
 import datetime
 import io
-import os
 import re
+
+from noisy_label.io import atomic
 
 _GLOG = re.compile(r"^[IWEF](\d{4}) (\d\d):(\d\d):(\d\d)\.(\d+)")
 _ITER_LOSS = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, loss = ([-+.\deE]+|nan|inf)")
@@ -109,12 +110,7 @@ def save_png(fig, path):
     import matplotlib.pyplot as plt
     fig.tight_layout()
     try:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        fig.savefig(path + ".tmp", dpi=100, format="png")
-        os.replace(path + ".tmp", path)
-    except BaseException:  # Ctrl-C included: no half PNG left behind
-        if os.path.exists(path + ".tmp"):
-            os.unlink(path + ".tmp")
-        raise
+        with atomic.atomic_path(path) as tmp:   # Ctrl-C included: no half PNG left behind
+            fig.savefig(tmp, dpi=100, format="png")
     finally:
         plt.close(fig)

@@ -2,29 +2,15 @@
 
 Writes go to a temporary name in the same directory and are renamed when whole.
 """
-import os
-import tempfile
 
 import numpy as np
+
+from noisy_label.io import atomic
 
 
 def atomic_write_bytes(path, data):
     """Write bytes to `path` via a temporary file in the same directory, then rename."""
-    if os.path.isdir(path):
-        raise IOError("cannot write %s: it is a directory" % path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    umask = os.umask(0)
-    os.umask(umask)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o666 & ~umask)  # not mkstemp's 0600: as open() would create it
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic.write_bytes(path, data)
 
 
 def write_blobproto(path, array):
@@ -39,9 +25,8 @@ def write_blobproto(path, array):
 
 def read_blobproto(path):
     """Load a BlobProto as a float32 array, shaped by `shape` or the legacy num/channels/height/width."""
-    from google.protobuf.message import DecodeError
-
     from caffe.proto import caffe_pb2
+    from google.protobuf.message import DecodeError
     blob = caffe_pb2.BlobProto()
     with open(path, "rb") as f:
         try:

@@ -1,4 +1,5 @@
-"""Synthetic label noise (SPEC §4): a column-stochastic Q and noisy labels drawn from it.
+"""Synthetic label noise: a column-stochastic Q and noisy labels drawn from it
+(docs/data.md#cifar-10-and-synthetic-noise).
 
 Pure numpy; every random draw comes from the `numpy.random.RandomState` passed in,
 so a seed fixes the noise.

@@ -1,4 +1,4 @@
-"""The confusion matrix C of "confusing" label noise, estimated from paired labels (SPEC §3),
+"""The confusion matrix C of "confusing" label noise, estimated from paired labels (docs/data.md),
 and the noise-type label of each pair.
 
 C is indexed [noisy, true]: column y is the distribution of the confusing noisy labels of
@@ -7,27 +7,18 @@ Pure numpy, except `save_matrix` which writes a BlobProto.
 """
 import io
 import os
-import warnings
 
 import numpy as np
 
-from noisy_label.noisy_loss import CONFUSING_NOISE, NOISE_FREE, RANDOM_NOISE
-
-
-def check_labels(labels, num_classes, what="label"):
-    """Return labels as int64, or raise ValueError naming the first one outside 0..N-1."""
-    labels = np.asarray(labels)
-    bad = np.flatnonzero((labels < 0) | (labels >= num_classes) | (labels != np.round(labels)))
-    if len(bad):
-        raise ValueError("%s %r at index %d is outside 0..%d"
-                         % (what, labels[bad[0]].item(), bad[0], num_classes - 1))
-    return labels.astype(np.int64)
+from noisy_label.core import noisy_loss
+from noisy_label.core.noisy_loss import CONFUSING_NOISE, NOISE_FREE, RANDOM_NOISE, check_labels
+from noisy_label.io import text_io
 
 
 def confusion_counts(labels, noisy_labels, num_classes):
     """cm (N, N) int64: cm[y, noisy] = how many samples have true label y and that noisy label."""
-    labels = check_labels(labels, num_classes, "true label")
-    noisy_labels = check_labels(noisy_labels, num_classes, "noisy label")
+    labels = check_labels(labels, num_classes, "true label", unlabelled=False)
+    noisy_labels = check_labels(noisy_labels, num_classes, "noisy label", unlabelled=False)
     if labels.shape != noisy_labels.shape:
         raise ValueError("%d true labels but %d noisy labels" % (len(labels), len(noisy_labels)))
     counts = np.bincount(labels * num_classes + noisy_labels, minlength=num_classes ** 2)
@@ -53,7 +44,8 @@ def num_confusing(freq):
 
 
 def estimate_matrix_c(labels, noisy_labels, num_classes):
-    """C (N, N) float64 from paired labels (SPEC §3), and the true classes never seen mislabelled.
+    """C (N, N) float64 from paired labels, and the true classes never seen mislabelled
+    (docs/data.md#estimating-c-from-paired-labels).
 
     labels, noisy_labels: (M,) ints in 0..N-1. Classes in the returned (K,) int64 array have an
     all-zero column in C (no confusing noise), never NaN.
@@ -94,35 +86,57 @@ def format_matrix(matrix):
 
 def save_matrix(binaryproto_path, matrix, text_path=None):
     """Write an (N, N) matrix as a 1x1xNxN BlobProto (the loss layer's parameter blob) and as text."""
-    from noisy_label import blob_io
+    from noisy_label.io import blob_io
     matrix = np.asarray(matrix, dtype=np.float64)
     blob_io.write_blobproto(binaryproto_path, matrix[None, None])
     if text_path:
         blob_io.atomic_write_bytes(text_path, format_matrix(matrix).encode())
 
 
-def load_matrix(path):
-    """An (N, N) float64 matrix from a .binaryproto (shape 1x1xNxN or NxN) or a text file."""
-    from noisy_label import blob_io
-    if not os.path.isfile(path):
-        raise IOError(("the matrix file %s is not a file" if os.path.exists(path)
-                       else "missing matrix file %s") % path)
-    if path.endswith(".binaryproto"):
-        matrix = blob_io.read_blobproto(path)
-    else:
+def _read_text_matrix(path):
+    """Rows of whitespace-separated numbers; blank lines and `#` comments skipped."""
+    rows = []
+    for line_no, line in text_io.numbered_lines(path):
+        fields = line.split("#", 1)[0].split()
+        if not fields:
+            continue
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # loadtxt's "input contained no data"
-                matrix = np.loadtxt(path, ndmin=2)
-        except ValueError as e:  # also UnicodeDecodeError: not a text file
-            raise ValueError("%s: not a text matrix (rows of numbers): %s" % (path, e))
-    matrix = np.asarray(matrix, np.float64)
-    if matrix.ndim >= 2 and all(d == 1 for d in matrix.shape[:-2]):
-        matrix = matrix.reshape(matrix.shape[-2:])
-    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] < 2:
-        raise ValueError("%s: expected an N x N matrix, got shape %s" % (path, matrix.shape))
-    bad = np.argwhere(~((matrix >= 0) & (matrix <= 1)))
-    if len(bad):
-        raise ValueError("%s: [%d, %d] is %r, not a probability in [0, 1]"
-                         % (path, bad[0][0], bad[0][1], matrix[tuple(bad[0])].item()))
-    return matrix
+            rows.append([float(x) for x in fields])
+        except ValueError:
+            raise ValueError("%s:%d: not a row of numbers: %r" % (path, line_no, line.strip()))
+        if len(rows[-1]) != len(rows[0]):
+            raise ValueError("%s:%d: %d values, but the first row has %d"
+                             % (path, line_no, len(rows[-1]), len(rows[0])))
+    if not rows:
+        raise ValueError("%s: no matrix in the file" % path)
+    return np.array(rows)
+
+
+def load_matrix_c(path, num_classes=None):
+    """Read and check C (N, N) float32 from a BlobProto `.binaryproto`, a `.npy`, or a text
+    matrix (one row per line, C[ỹ, y]: rows noisy labels, columns true labels)."""
+    from noisy_label.io import blob_io
+    if os.path.isdir(path):
+        raise ValueError("matrix C file %s is a directory" % path)
+    if not os.path.isfile(path):
+        raise ValueError("matrix C file %s does not exist" % path)
+    try:
+        if path.endswith(".binaryproto"):
+            matrix_c = blob_io.read_blobproto(path)
+        elif path.endswith(".npy"):
+            matrix_c = np.load(path, allow_pickle=False)
+        else:
+            matrix_c = _read_text_matrix(path)
+    except ValueError as e:
+        raise ValueError("cannot read matrix C from %s: %s" % (path, e))
+    except Exception as e:  # protobuf DecodeError, OSError, UnicodeDecodeError, ...
+        raise ValueError("cannot read matrix C from %s: %s: %s" % (path, type(e).__name__, e))
+    if not np.issubdtype(matrix_c.dtype, np.number):
+        raise ValueError("%s: matrix C holds %s values, not numbers" % (path, matrix_c.dtype))
+    if matrix_c.ndim > 2 and all(d == 1 for d in matrix_c.shape[:-2]):
+        matrix_c = matrix_c.reshape(matrix_c.shape[-2:])           # BlobProto (1, 1, N, N)
+    try:
+        noisy_loss.check_matrix_c(matrix_c, num_classes)
+    except ValueError as e:
+        raise ValueError("%s: %s" % (path, e))
+    return matrix_c.astype(np.float32)

@@ -1,11 +1,5 @@
-"""The training workflow of each dataset, stage by stage, with the stock `caffe` tool.
-
-    cifar10, digits: clean -> noisy_gt_ft_clean -> ntype -> init -> noisy_label_loss -> test
-    clothing1M:      clean (from ImageNet CaffeNet) -> ntype -> init -> noisy_label_loss_stage1
-                     -> noisy_label_loss_stage2 (resumed from stage 1's solverstate) -> test
-
-The noise-type net is fine-tuned from the clean net's final snapshot, and `init` copies both
-trained nets into the joint net (models.init_layer_maps), as the original release did.
+"""The training workflow of each dataset, stage by stage (its stage table: stages.py), with
+the stock `caffe` tool.
 
 Each training stage is `caffe train -solver prototxt/<dataset>/<stage>_solver.prototxt
 [-weights W | -snapshot S] [-gpu 0]`, run from the repository root, logged to
@@ -15,6 +9,7 @@ LMDBs' manifest, the weights it started from) is recorded beside its snapshots
 skipped; one that stopped early (a crash, Ctrl-C: Caffe snapshots on SIGINT) resumes from
 its newest complete snapshot; one whose inputs changed is trained again, saying what changed.
 """
+import functools
 import math
 import os
 import re
@@ -24,10 +19,10 @@ import subprocess
 
 from tqdm import tqdm
 
-from noisy_label import caffe_log, download, lmdb_io, manifest, models, paths, snapshots
+from noisy_label import datasets, paths
+from noisy_label.experiments import caffe_log, nets, snapshots, stages
+from noisy_label.io import download, lmdb_io, manifest
 
-IMAGENET_WEIGHTS = "bvlc_reference_caffenet.caffemodel"
-IMAGENET_URL = "http://dl.caffe.berkeleyvision.org/bvlc_reference_caffenet.caffemodel"
 _SNAPSHOTTING = re.compile(r"Snapshotting solver state to binary proto file (\S+)")
 
 
@@ -43,18 +38,18 @@ class Experiment(object):
     """One dataset's workflow at one seed under one experiment root (and its prototxts).
 
     exp: the experiment root (seed 1 lives in it, seed n in exp/seeds/n: paths.seed_root).
-    settings: SET="key=value ..." (models.parse_settings) or its dict; with settings, another
+    settings: SET="key=value ..." (stages.parse_settings) or its dict; with settings, another
     root or seed the prototxts are generated into the seed root instead of prototxt/.
     keep_snapshots: keep only the newest K intermediate snapshots of each stage (None: all).
     """
 
     def __init__(self, name, exp=None, gpu=None, seed=1, settings=None, keep_snapshots=None):
-        self.name = paths.check_dataset(name)
+        self.name = datasets.get_dataset(name).name
         self.base = paths.exp_root(exp)
         self.exp = paths.seed_root(self.base, seed)
         self.seed, self.gpu, self.keep_snapshots = seed, gpu, keep_snapshots
         if isinstance(settings, str):
-            settings = models.parse_settings(settings, name)
+            settings = stages.parse_settings(settings, name)
         self.settings = settings or {}
         self.log_dir = paths.log_dir(name, self.exp)
         self.snapshot_dir = paths.snapshot_dir(name, self.exp)
@@ -63,16 +58,16 @@ class Experiment(object):
             self.prototxt_dir = os.path.join(paths.REPO_ROOT, "prototxt", name)
         else:
             # Another root, seed or settings: a copy of the prototxts that points there.
-            self.prototxt_dir = models.write_dataset(name, self.exp, seed, self.settings)
+            self.prototxt_dir = stages.write_dataset(name, self.exp, seed, self.settings)
 
     # ---- files ----
 
     def solver_file(self, stage):
-        return os.path.join(self.prototxt_dir, models.solver_file_name(self.name, stage))
+        return os.path.join(self.prototxt_dir, stages.solver_file_name(self.name, stage))
 
     def solver(self, stage):
         from caffe.proto import caffe_pb2
-        return models.read_prototxt(self.solver_file(stage), caffe_pb2.SolverParameter())
+        return nets.read_prototxt(self.solver_file(stage), caffe_pb2.SolverParameter())
 
     def final(self, stage, ext=".caffemodel"):
         """The snapshot a stage ends with: <snapshot_prefix>_iter_<max_iter><ext>."""
@@ -80,36 +75,46 @@ class Experiment(object):
         return snapshots.path(self._abs(solver.snapshot_prefix), solver.max_iter, ext)
 
     def init_weights(self):
-        return os.path.join(self.snapshot_dir, "noisy_label_loss_init.caffemodel")
+        return paths.init_weights(self.name, self.exp)
 
-    def imagenet_weights(self):
-        path = os.path.join(self.base, "snapshots", IMAGENET_WEIGHTS)
+    def initial_weights(self):
+        """The dataset's initial weights (Clothing1M: ImageNet CaffeNet), under EXP/snapshots/."""
+        file_name, url = datasets.get_dataset(self.name).initial_weights
+        path = os.path.join(self.base, "snapshots", file_name)
         if not os.path.exists(path):
-            fetch(IMAGENET_URL, path)
+            fetch(url, path)
         return path
 
     # ---- stages ----
 
+    def start(self, stage):
+        """(flag, path) a training stage starts from: ("-weights", W), ("-snapshot", S) or None."""
+        if stage.start is None:
+            return None
+        how, source = stage.start
+        if how == "snapshot":
+            return "-snapshot", self.final(source, ".solverstate")
+        if source == "initial":
+            return "-weights", self.initial_weights()
+        return "-weights", self.init_weights() if source == "init" else self.final(source)
+
     def stages(self):
-        """[(stage name, function)] in order."""
-        if self.name == "clothing1M":
-            return [("clean", lambda: self.train("clean", weights=self.imagenet_weights())),
-                    ("ntype", lambda: self.train("ntype", weights=self.final("clean"))),
-                    ("init", self.init),
-                    ("noisy_label_loss_stage1",
-                     lambda: self.train("noisy_label_loss_stage1", weights=self.init_weights())),
-                    ("noisy_label_loss_stage2",
-                     lambda: self.train("noisy_label_loss_stage2", snapshot=self.final(
-                         "noisy_label_loss_stage1", ".solverstate"))),
-                    ("test", lambda: self.test("noisy_label_loss_stage2"))]
-        return [("clean", lambda: self.train("clean")),
-                ("noisy_gt_ft_clean",
-                 lambda: self.train("noisy_gt_ft_clean", weights=self.final("clean"))),
-                ("ntype", lambda: self.train("ntype", weights=self.final("clean"))),
-                ("init", self.init),
-                ("noisy_label_loss",
-                 lambda: self.train("noisy_label_loss", weights=self.init_weights())),
-                ("test", lambda: self.test("noisy_label_loss"))]
+        """[(stage name, function)] in order, from the dataset's stage table."""
+        steps = []
+        for stage in stages.stages(self.name):
+            if stage.kind == "train":
+                steps.append((stage.name, functools.partial(self._train_stage, stage)))
+            elif stage.kind == "init":
+                steps.append((stage.name, self.init))
+            else:
+                steps.append((stage.name, functools.partial(self.test, stage.of)))
+        return steps
+
+    def _train_stage(self, stage):
+        start = self.start(stage)
+        flag, path = start if start else (None, None)
+        return self.train(stage.name, weights=path if flag == "-weights" else None,
+                          snapshot=path if flag == "-snapshot" else None)
 
     def run(self, only=None):
         """Run the stages in order (or just those named in `only`)."""
@@ -211,10 +216,10 @@ class Experiment(object):
 
     def init(self):
         """Copy the trained clean net into the `*_clean` tower and the noise-type net into `*_ntype`."""
-        from noisy_label import net_surgery
+        from noisy_label.experiments import net_surgery
         target = self.init_weights()
         joint_net = self._abs(self.solver(self.joint_stage()).net)
-        maps = models.init_layer_maps(self.name)
+        maps = stages.init_layer_maps(self.name)
         for source_stage, _ in maps:
             if not os.path.exists(self.final(source_stage)):
                 raise StageError("[%s] init needs %s, which does not exist (run the %s stage)"
@@ -237,14 +242,16 @@ class Experiment(object):
         return target
 
     def joint_stage(self):
-        return "noisy_label_loss_stage1" if self.name == "clothing1M" else "noisy_label_loss"
+        """The training stage whose net the init step fills."""
+        return [s for s in stages.stages(self.name) if s.kind == "init"][0].into
 
     def test(self, stage):
         """`caffe test` of the final model on the held-out set (the `*_clean` tower), over
         every record of its LMDB: ceil(records / batch_size) iterations, read off the net."""
         from caffe.proto import caffe_pb2
-        model = os.path.join(self.prototxt_dir, "noisy_label_loss_test.prototxt")
-        net = models.read_prototxt(model, caffe_pb2.NetParameter())
+        test_stage = [s for s in stages.stages(self.name) if s.kind == "test"][0]
+        model = os.path.join(self.prototxt_dir, test_stage.net + ".prototxt")
+        net = nets.read_prototxt(model, caffe_pb2.NetParameter())
         data = [layer.data_param for layer in net.layer if layer.type == "Data"][0]
         source = self._abs(data.source)
         if not os.path.isdir(source):

@@ -1,6 +1,6 @@
 """The noisy-label model of Xiao et al. (CVPR 2015) in plain numpy: no Caffe, no loop over samples.
 
-Symbols (SPEC §1): M samples, N classes, true label y, observed noisy label ỹ (-1: none),
+Symbols (docs/model.md#symbols): M samples, N classes, true label y, observed noisy label ỹ (-1: none),
 noise type z in {0 noise-free, 1 random, 2 confusing}, the matrix C indexed [noisy, true].
 
     u(y, z) = p(ỹ|y,z) p(y|x) p(z|x)      the joint of one sample, (N, 3)
@@ -10,7 +10,6 @@ noise type z in {0 noise-free, 1 random, 2 confusing}, the matrix C indexed [noi
 Arrays keep the dtype they come in (Caffe blobs are float32, as the original C++ layer's
 arithmetic), so underflow to 0 happens where it happened there.
 """
-import os
 
 import numpy as np
 
@@ -119,61 +118,30 @@ def check_matrix_c(matrix_c, num_classes=None):
                          % (bad[0], bad[0], sums[bad[0]], COLUMN_SUM_TOL, len(bad)))
 
 
-def check_labels(labels, num_classes):
-    """Noisy labels as ints. labels: (M,) floats holding integers in -1..N-1 -> (M,) int64."""
+def check_labels(labels, num_classes, what="noisy label", unlabelled=True):
+    """The one label check: labels as int64, or ValueError naming the first bad one.
+
+    Parameters
+    ----------
+    labels : array_like, shape (M,)
+        Numbers holding integers in 0..N-1, or -1 (UNLABELLED) where `unlabelled`.
+    num_classes : int
+        N.
+    what : str
+        What the labels are, for the message ("true label", "noisy label", ...).
+    unlabelled : bool
+        Whether -1 (no label) is allowed.
+
+    Returns
+    -------
+    numpy.ndarray, shape (M,), int64
+    """
     labels = np.asarray(labels)
     as_int = np.rint(labels)
-    bad = np.flatnonzero((as_int != labels) | (as_int < UNLABELLED) | (as_int >= num_classes))
+    low = UNLABELLED if unlabelled else 0
+    bad = np.flatnonzero((as_int != labels) | (as_int < low) | (as_int >= num_classes))
     if len(bad):
-        raise ValueError("noisy label %r of sample %d is not an integer in -1..%d (N = %d); "
-                         "%d bad labels in the batch"
-                         % (float(labels[bad[0]]), bad[0], num_classes - 1, num_classes, len(bad)))
+        raise ValueError("%s %r of sample %d is not an integer in %d..%d (N = %d); %d bad in all"
+                         % (what, labels[bad[0]].item(), bad[0], low, num_classes - 1,
+                            num_classes, len(bad)))
     return as_int.astype(np.int64)
-
-
-def _read_text_matrix(path):
-    """Rows of whitespace-separated numbers; blank lines and `#` comments skipped."""
-    rows = []
-    with open(path) as f:
-        for line_no, line in enumerate(f, 1):
-            fields = line.split("#", 1)[0].split()
-            if not fields:
-                continue
-            try:
-                rows.append([float(x) for x in fields])
-            except ValueError:
-                raise ValueError("%s:%d: not a row of numbers: %r" % (path, line_no, line.strip()))
-            if len(rows[-1]) != len(rows[0]):
-                raise ValueError("%s:%d: %d values, but the first row has %d"
-                                 % (path, line_no, len(rows[-1]), len(rows[0])))
-    if not rows:
-        raise ValueError("%s: no matrix in the file" % path)
-    return np.array(rows)
-
-
-def load_matrix_c(path, num_classes=None):
-    """Read and check C (N, N) float32 from a BlobProto `.binaryproto`, a `.npy`, or a text
-    matrix (one row per line, C[ỹ, y]: rows noisy labels, columns true labels)."""
-    from noisy_label import blob_io
-    if not os.path.isfile(path):
-        raise ValueError("matrix C file %s does not exist (or is not a file)" % path)
-    try:
-        if path.endswith(".binaryproto"):
-            matrix_c = blob_io.read_blobproto(path)
-        elif path.endswith(".npy"):
-            matrix_c = np.load(path, allow_pickle=False)
-        else:
-            matrix_c = _read_text_matrix(path)
-    except ValueError as e:
-        raise ValueError("cannot read matrix C from %s: %s" % (path, e))
-    except Exception as e:  # protobuf DecodeError, OSError, UnicodeDecodeError, ...
-        raise ValueError("cannot read matrix C from %s: %s: %s" % (path, type(e).__name__, e))
-    if not np.issubdtype(matrix_c.dtype, np.number):
-        raise ValueError("%s: matrix C holds %s values, not numbers" % (path, matrix_c.dtype))
-    if matrix_c.ndim > 2 and all(d == 1 for d in matrix_c.shape[:-2]):
-        matrix_c = matrix_c.reshape(matrix_c.shape[-2:])           # BlobProto (1, 1, N, N)
-    try:
-        check_matrix_c(matrix_c, num_classes)
-    except ValueError as e:
-        raise ValueError("%s: %s" % (path, e))
-    return matrix_c.astype(np.float32)

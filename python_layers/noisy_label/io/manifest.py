@@ -9,7 +9,7 @@ import hashlib
 import json
 import os
 
-from noisy_label.blob_io import atomic_write_bytes
+from noisy_label.io.blob_io import atomic_write_bytes
 
 
 def file_signature(path):

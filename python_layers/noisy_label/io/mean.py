@@ -2,10 +2,10 @@
 `compute_image_mean` writes it (raw or encoded records)."""
 import cv2
 import numpy as np
+from caffe.proto import caffe_pb2
 from tqdm import tqdm
 
-from caffe.proto import caffe_pb2
-from noisy_label import blob_io, lmdb_io
+from noisy_label.io import blob_io, lmdb_io
 
 
 def datum_image(datum, lmdb_path="LMDB", key=b"?"):

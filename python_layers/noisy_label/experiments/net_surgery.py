@@ -7,6 +7,8 @@ both nets have by the same name.
 """
 import os
 
+from noisy_label.io import atomic
+
 
 def parse_layer_map(entries):
     """[(source layer, target layer)] from ["conv1:conv1_clean", "ip1"] (a bare name maps to
@@ -72,9 +74,8 @@ def load_weights(params, path, net_name="net"):
     a ValueError naming the file, the layer and the shapes (Caffe would abort the process).
     Layers the net does not have are skipped. Returns the layers copied."""
     import numpy as np
-    from google.protobuf.message import DecodeError
-
     from caffe.proto import caffe_pb2
+    from google.protobuf.message import DecodeError
     weights = caffe_pb2.NetParameter()
     try:
         with open(path, "rb") as f:
@@ -120,13 +121,6 @@ def copy_params(source_net, source_weights, target_net, target_weights_out, rena
     copy_blobs(source.params, target.params, pairs,
                "%s (%s)" % (source_net, source_weights), target_net)
     # Net.save writes in place; go through a temporary name so a crash leaves no half file.
-    os.makedirs(os.path.dirname(os.path.abspath(target_weights_out)), exist_ok=True)
-    tmp = target_weights_out + ".tmp"
-    try:
+    with atomic.atomic_path(target_weights_out) as tmp:
         target.save(tmp)
-        os.replace(tmp, target_weights_out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return pairs

@@ -10,7 +10,6 @@ the records in order, so the output does not depend on the number of workers. Th
 per-pixel sum of the written images comes back with each chunk, giving the mean file
 without a second pass over the database.
 """
-import contextlib
 import multiprocessing
 import os
 import signal
@@ -19,23 +18,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from noisy_label import lmdb_io
+from noisy_label.io import atomic, lmdb_io, text_io
 
 CHUNK = 32  # images per worker task: large enough to amortise IPC, small enough to stream
 
 
 class BadImageError(ValueError):
     """An image that is missing or cannot be decoded."""
-
-
-@contextlib.contextmanager
-def _text(path):
-    """open(path) for reading lines; a file that is not UTF-8 text is a ValueError naming it."""
-    with open(path) as f:
-        try:
-            yield f
-        except UnicodeDecodeError as e:
-            raise ValueError("%s is not a text file (%s)" % (path, e.reason))
 
 
 def read_image_list(path, num_classes=None):
@@ -45,22 +34,21 @@ def read_image_list(path, num_classes=None):
     ValueError naming the file and line of a malformed line or a label outside 0..N-1.
     """
     items = []
-    with _text(path) as f:
-        for number, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            image, _, label = line.rpartition(" ")
-            try:
-                label = int(label)
-            except ValueError:
-                raise ValueError("%s:%d: expected `path label`, got %r" % (path, number, line))
-            if not image:
-                raise ValueError("%s:%d: expected `path label`, got %r" % (path, number, line))
-            if num_classes is not None and not 0 <= label < num_classes:
-                raise ValueError("%s:%d: label %d of %s is outside 0..%d"
-                                 % (path, number, label, image, num_classes - 1))
-            items.append((image, label))
+    for number, line in text_io.numbered_lines(path):
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            continue
+        image, _, label = line.rpartition(" ")
+        try:
+            label = int(label)
+        except ValueError:
+            raise ValueError("%s:%d: expected `path label`, got %r" % (path, number, line))
+        if not image:
+            raise ValueError("%s:%d: expected `path label`, got %r" % (path, number, line))
+        if num_classes is not None and not 0 <= label < num_classes:
+            raise ValueError("%s:%d: label %d of %s is outside 0..%d"
+                             % (path, number, label, image, num_classes - 1))
+        items.append((image, label))
     if not items:
         raise ValueError("%s: the image list is empty" % path)
     return items
@@ -69,19 +57,18 @@ def read_image_list(path, num_classes=None):
 def read_label_list(path, num_classes=None):
     """Labels (M,) int64 from the last field of each line (`[name] label`); -1 = no label."""
     labels = []
-    with _text(path) as f:
-        for number, line in enumerate(f, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            try:
-                label = int(fields[-1])
-            except ValueError:
-                raise ValueError("%s:%d: label %r is not an integer" % (path, number, fields[-1]))
-            if label < -1 or (num_classes is not None and label >= num_classes):
-                raise ValueError("%s:%d: label %d is outside -1..%s" % (
-                    path, number, label, num_classes - 1 if num_classes else "N-1"))
-            labels.append(label)
+    for number, line in text_io.numbered_lines(path):
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            label = int(fields[-1])
+        except ValueError:
+            raise ValueError("%s:%d: label %r is not an integer" % (path, number, fields[-1]))
+        if label < -1 or (num_classes is not None and label >= num_classes):
+            raise ValueError("%s:%d: label %d is outside -1..%s" % (
+                path, number, label, num_classes - 1 if num_classes else "N-1"))
+        labels.append(label)
     if not labels:
         raise ValueError("%s: the label list is empty" % path)
     return np.array(labels, np.int64)
@@ -89,9 +76,8 @@ def read_label_list(path, num_classes=None):
 
 def write_image_list(path, items):
     """Write [(path, label, ...)] as space-separated lines, via a temporary name."""
-    from noisy_label import blob_io
-    text = "".join(" ".join(str(field) for field in item) + "\n" for item in items)
-    blob_io.atomic_write_bytes(path, text.encode("utf-8"))
+    atomic.write_text(path, "".join(" ".join(str(field) for field in item) + "\n"
+                                    for item in items))
 
 
 def load_image(path, resize=None, gray=False):
@@ -138,7 +124,8 @@ def image_datum(image, label, encoding=None):
 
 
 def _load_chunk(task):
-    """Worker: [(path, label)] -> ([serialized Datum or None], [(path, error)], pixel sum (H, W, C) or None)."""
+    """Worker: [(path, label)] -> ([serialized Datum or None], [(path, error)],
+    pixel sum (H, W, C) or None)."""
     items, root, resize, gray, encoding = task
     records, bad, pixel_sum = [], [], None
     for path, label in items:

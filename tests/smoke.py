@@ -1,15 +1,11 @@
 """Smoke check of the Caffe install: scikit-learn's digits in an LMDB, a small net with a
 Python layer that owns a parameter blob, trained by `caffe train` (the foundation tests use it).
-
-    python -m noisy_label.smoke [--exp EXP] [--iters N]
 """
-import argparse
 import os
-import subprocess
 
 import numpy as np
 
-from noisy_label import lmdb_io, paths
+from noisy_label.io import lmdb_io
 
 NET = """name: "digits_smoke"
 layer {{ name: "data" type: "Data" top: "data" top: "label" include {{ phase: TRAIN }}
@@ -56,7 +52,7 @@ def write_digits_lmdbs(out_dir, num_test=291):
     return {name: os.path.join(out_dir, name) for name in split}
 
 
-def write_smoke_net(out_dir, iters=200, snapshot=0, module="noisy_label.example_layers"):
+def write_smoke_net(out_dir, iters=200, snapshot=0, module="example_layers"):
     """Write net and solver prototxts for the smoke net into out_dir; return the solver path."""
     dbs = {name: os.path.join(out_dir, name) for name in ("train", "test")}
     if not all(os.path.isdir(p) for p in dbs.values()):
@@ -69,19 +65,3 @@ def write_smoke_net(out_dir, iters=200, snapshot=0, module="noisy_label.example_
         f.write(SOLVER.format(net=net, iters=iters, snapshot=snapshot,
                               prefix=os.path.join(out_dir, "smoke")))
     return solver
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--exp", default=None, help="experiment root (default: $EXP or exp/)")
-    parser.add_argument("--iters", type=int, default=300)
-    args = parser.parse_args()
-    out_dir = os.path.join(paths.exp_root(args.exp), "smoke")
-    os.makedirs(out_dir, exist_ok=True)
-    solver = write_smoke_net(out_dir, iters=args.iters)
-    print("Smoke check: digits MLP with a Python Scale layer, trained by `caffe train`.")
-    subprocess.check_call(["caffe", "train", "-solver", solver])
-
-
-if __name__ == "__main__":
-    main()

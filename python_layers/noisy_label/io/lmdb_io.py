@@ -9,7 +9,6 @@ import shutil
 
 import lmdb
 import numpy as np
-
 from caffe.proto import caffe_pb2
 
 INITIAL_MAP_SIZE = 1 << 26  # 64 MiB; grown by doubling as needed

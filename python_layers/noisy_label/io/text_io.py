@@ -1,15 +1,14 @@
-"""Reading the text inputs (label kv files, key lists): errors that name the file and line."""
+"""Reading the text inputs (label kv files, key lists, image lists, text matrices): the one
+line reader, whose errors name the file and the line."""
 import os
 
 
 def numbered_lines(path):
-    """Yield (line number, line) of a UTF-8 text file; IOError / ValueError naming the file
+    """Yield (line number, line) of a UTF-8 text file; OSError / ValueError naming the file
     (and the line) when it is missing, a directory, or not text."""
     if os.path.isdir(path):
         raise IOError("%s is a directory, not a text file" % path)
-    if not os.path.isfile(path):
-        raise IOError("missing file %s" % path)
-    number = 0
+    number = 0   # a missing file: open()'s FileNotFoundError, which names it
     with open(path, encoding="utf-8") as f:
         try:
             for number, line in enumerate(f, 1):

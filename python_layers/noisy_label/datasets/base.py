@@ -1,0 +1,284 @@
+"""`make lmdb DATASET=...`: the dataset objects and what they share.
+
+A dataset is one module (noisy_label.datasets.<name>) holding a `Dataset` subclass,
+registered by name, as py-faster-rcnn's imdb classes: its class count, `make lmdb` options,
+raw reader and label sets, and the shape of its experiments (tower, transform, batch sizes,
+schedules, which LMDB each net tests on, its stage table). `get_dataset(name)` finds it.
+
+Outputs come in groups (an LMDB with its list file; the mixed set with its mean; matrix C),
+each recorded in `manifest.json` with what it was built from: a re-run skips a group that is
+complete and built from the same inputs and options, unless `force`. The four mixed LMDBs
+(mixed_train_images and mixed_train_label_{clean,noisy,ntype}) hold the same records in the
+same order, so four `Data` layers with one batch size stay aligned; a missing label is -1.
+"""
+import collections
+import math
+import os
+
+from noisy_label import paths
+from noisy_label.core import matrix_c, noise
+from noisy_label.io import imageset, lmdb_io, text_io
+from noisy_label.io import manifest as manifest_io
+
+LABEL_FIELDS = ("clean", "noisy", "ntype")
+MIXED_FILES = [paths.MIXED_IMAGES, paths.MIXED_IMAGES + ".txt"] + \
+    [paths.MIXED_LABELS[f] + ext for f in LABEL_FIELDS for ext in ("", ".txt")]
+
+
+class Output(object):
+    """One group of files in db_dir: an image LMDB with its list, or the mixed set, or a matrix."""
+
+    def __init__(self, name, files, write, count=None):
+        self.name, self.files, self.write, self.count = name, files, write, count
+
+
+# ---- the datasets, by name ------------------------------------------------------------------
+
+_REGISTRY = collections.OrderedDict()
+
+
+def register(cls):
+    """Class decorator: make a Dataset subclass known by its `name`."""
+    _REGISTRY[cls.name] = cls()
+    return cls
+
+
+def unregister(name):
+    """Forget dataset `name` (a test's own dataset, say)."""
+    _REGISTRY.pop(name, None)
+
+
+def names():
+    """The registered datasets' names, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def get_dataset(name):
+    """The Dataset called `name`; ValueError listing the known ones."""
+    if name not in _REGISTRY:
+        raise ValueError("unknown dataset %r; expected one of: %s" % (name, ", ".join(_REGISTRY)))
+    return _REGISTRY[name]
+
+
+class Dataset(object):
+    """A dataset: its facts, how `make lmdb` builds it, and the shape of its experiments.
+
+    Subclasses set the class attributes and implement `prepare`.
+    """
+    name = None
+    num_classes = None
+    options = {}                 # make lmdb options (lower case) -> default
+    # The experiments (noisy_label.experiments): the stage table, the tower by name
+    # (experiments.nets.TOWERS), the data transform, batch sizes, solvers.
+    workflow = "synthetic"       # experiments.stages.WORKFLOWS
+    tower = None
+    transform = {}
+    train_batch = test_batch = None
+    solver = {}                  # solver fields common to every stage
+    schedules = {}               # {stage: solver fields}; `snapshot` defaults to max_iter
+    clean_head = ""              # suffix of the clean net's classifier
+    ntype_kwargs = {}            # tower arguments of the noise-type net
+    bias_decay = 0               # the biases' decay_mult
+    ntype_head_lr_mult = 10      # lr_mult of the noise-type net's classifier
+    val_lmdb = paths.TEST        # what the clean and joint nets test on while training
+    ntype_val_lmdb = paths.NTYPE_TEST
+    test_lmdb = paths.TEST       # `caffe test` of the final model
+    record_counts = {}           # records of the LMDBs tested on (default options): test_iter
+    initial_weights = None       # (file name, URL) the clean net starts from, under EXP/snapshots
+    reference_accuracy = {}      # the original release's test accuracy by stage role
+    reference_name = None        # the column title of those figures in reports
+
+    def test_iter(self, lmdb):
+        """Test iterations that cover the `lmdb` once: ceil(records / test_batch)."""
+        return int(math.ceil(self.record_counts[lmdb] / float(self.test_batch)))
+
+    def prepare(self, db_dir, data_root, opts, seed, encoding, skip_bad, bad):
+        """(outputs, label sets, raw data or None, input signatures or None) for make lmdb."""
+        raise NotImplementedError
+
+
+# ---- label kv files and key lists (Clothing1M's formats) -----------------------------------
+
+
+def read_label_kv(path, num_classes):
+    """OrderedDict key -> label from `images/.../name.jpg LABEL` lines; errors name file:line."""
+    labels, lines = collections.OrderedDict(), {}
+    for number, key, label in _lines(path, 2):
+        try:
+            label = int(label)
+        except ValueError:
+            raise ValueError("%s:%d: label %r of %s is not an integer" % (path, number, label, key))
+        if not 0 <= label < num_classes:
+            raise ValueError("%s:%d: label %d of %s is outside 0..%d"
+                             % (path, number, label, key, num_classes - 1))
+        if key in labels:
+            raise ValueError("%s:%d: duplicate key %s (first on line %d)"
+                             % (path, number, key, lines[key]))
+        labels[key], lines[key] = label, number
+    return labels
+
+
+def read_key_list(path, kv, kv_path):
+    """The keys of a key list, each checked to be unique and present in the kv file."""
+    keys, lines = [], {}
+    for number, key in _lines(path, 1):
+        if key in lines:
+            raise ValueError("%s:%d: duplicate key %s (first on line %d)"
+                             % (path, number, key, lines[key]))
+        if key not in kv:
+            raise ValueError("%s:%d: key %s has no label in %s" % (path, number, key, kv_path))
+        keys.append(key)
+        lines[key] = number
+    return keys
+
+
+def _lines(path, fields):
+    """Yield (line number, field, ...) of the non-blank lines of a text file with `fields` fields."""
+    for number, line in text_io.numbered_lines(path):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != fields:
+            raise ValueError("%s:%d: expected %s, got %r" % (
+                path, number, "`key label`" if fields == 2 else "one key", line.rstrip("\n")))
+        yield (number,) + tuple(parts)
+
+
+
+# ---- writing -----------------------------------------------------------------------------
+
+
+def array_lmdb_output(db_dir, db, images, labels, names, encoding):
+    path = os.path.join(db_dir, db)
+
+    def write():
+        imageset.build_array_lmdb(path, images, labels, names, encoding)
+        imageset.write_image_list(path + ".txt", zip(names, labels))
+    return Output(db, [db, db + ".txt"], write, len(labels))
+
+
+def label_lmdbs(db_dir, names, mixed, kept=None):
+    """Write mixed_train_label_{clean,noisy,ntype} (+ lists) for the records kept."""
+    for field in LABEL_FIELDS:
+        labels = mixed[field] if kept is None else mixed[field][kept]
+        kept_names = names if kept is None else [names[i] for i in kept]
+        path = os.path.join(db_dir, paths.MIXED_LABELS[field])
+        lmdb_io.write_label_lmdb(path, labels)
+        imageset.write_image_list(path + ".txt", zip(kept_names, labels))
+
+
+def matrix_output(db_dir, name, matrix):
+    path = os.path.join(db_dir, name)
+    return Output(name, [name + ".binaryproto", name + ".txt"],
+                  lambda: matrix_c.save_matrix(path + ".binaryproto", matrix, path + ".txt"))
+
+
+def write_outputs(db_dir, outputs, signature, force=False):
+    """Write each Output unless the manifest says it is complete and built from `signature`.
+    Empty sets are refused before anything is written. Returns the names written."""
+    for output in outputs:
+        if output.count == 0:
+            raise ValueError("%s would be empty (no records): check the inputs and options"
+                             % os.path.join(db_dir, output.name))
+    os.makedirs(db_dir, exist_ok=True)
+    manifest_path = os.path.join(db_dir, paths.MANIFEST)
+    manifest = {}
+    if not force:
+        manifest = manifest_io.load(manifest_path)
+    written = []
+    for output in outputs:
+        complete = all(os.path.exists(os.path.join(db_dir, f)) for f in output.files)
+        if not force and complete and manifest.get(output.name) == signature:
+            print("  %-24s up to date" % output.name)
+            continue
+        # Unrecorded before the first file of the group is replaced, recorded after the last:
+        # an interrupted run leaves the group unrecorded (rebuilt next time), never a mix of
+        # old and new files that the manifest calls up to date.
+        if manifest.pop(output.name, None) is not None or force:
+            manifest_io.save(manifest_path, manifest)
+        output.write()
+        manifest[output.name] = signature
+        manifest_io.save(manifest_path, manifest)
+        print("  %-24s written" % output.name)
+        written.append(output.name)
+    return written
+
+
+# ---- make lmdb --------------------------------------------------------------------------
+
+
+def build(name, exp=None, data_root=None, seed=1, force=False, encoded=False, skip_bad=False,
+          **options):
+    """Build every output of dataset `name` into paths.db_dir(name, exp); print a summary.
+
+    options: the dataset's own (its `options`, e.g. noise_level / num_clean or resize /
+    upsample); None means the default. Returns the summary dict.
+    """
+    ds = get_dataset(name)
+    unknown = sorted(k for k, v in options.items() if v is not None and k not in ds.options)
+    if unknown:
+        raise ValueError("%s does not take %s (it takes: %s)" % (
+            name, ", ".join(k.upper() for k in unknown),
+            ", ".join(k.upper() for k in sorted(ds.options))))
+    opts = dict(ds.options)
+    opts.update((k, v) for k, v in options.items() if v is not None)
+    db_dir = paths.db_dir(name, exp)
+    data_root = data_root or paths.data_root(name, exp)
+    signature = dict(opts, dataset=name, seed=int(seed), encoded=bool(encoded),
+                     skip_bad=bool(skip_bad))
+    bad = []
+    outputs, sets, raw, inputs = ds.prepare(db_dir, data_root, opts, seed, encoded, skip_bad, bad)
+    if inputs is not None:
+        signature["inputs"] = inputs
+    print("%s -> %s" % (name, db_dir))
+    write_outputs(db_dir, outputs, signature, force)
+    summary = summarize(name, db_dir, outputs, sets, opts, raw, bad)
+    print(format_summary(summary))
+    return summary
+
+
+def summarize(name, db_dir, outputs, sets, opts, data, bad):
+    """Counts and label histograms of the LMDBs, the asked / achieved noise rate, C."""
+    lmdbs = [o.name for o in outputs if o.name not in ("mixed", paths.MATRIX_C, paths.TRUE_MATRIX_Q)]
+    lmdbs += [paths.MIXED_IMAGES] + [paths.MIXED_LABELS[f] for f in LABEL_FIELDS]
+    counts, histograms = {}, {}
+    for db in lmdbs:
+        labels = [int(line.rsplit(" ", 1)[1]) for line in open(os.path.join(db_dir, db + ".txt"))]
+        counts[db] = lmdb_io.count(os.path.join(db_dir, db))
+        histograms[db] = dict(sorted(collections.Counter(labels).items()))
+    summary = {"dataset": name, "db_dir": db_dir, "counts": counts, "labels": histograms,
+               "matrix_c": sets["matrix_c"], "never_mislabelled": list(sets["never_mislabelled"]),
+               "bad_images": bad}
+    if data is not None:
+        labels = data["train"][1]
+        summary["noise_level"] = opts["noise_level"]
+        summary["achieved_noise_rate"] = noise.noise_rate(labels, sets["noisy"])
+        summary["achieved_noise_rate_clean_subset"] = noise.noise_rate(labels[sets["clean"]],
+                                                                       sets["noisy"][sets["clean"]])
+    else:
+        summary["paired_noise_rate"] = noise.noise_rate(*sets["pairs"])
+        summary["num_pairs"] = len(sets["pairs"][0])
+    return summary
+
+
+def format_summary(summary):
+    lines = ["summary of %s (%s):" % (summary["dataset"], summary["db_dir"])]
+    for db, count in summary["counts"].items():
+        histogram = " ".join("%d:%d" % kv for kv in summary["labels"][db].items())
+        lines.append("  %-24s %8d records  labels %s" % (db, count, histogram))
+    if "noise_level" in summary:
+        lines.append("  noise rate: asked %.3f, achieved %.3f (all training labels), %.3f (the clean "
+                     "subset C comes from)" % (summary["noise_level"], summary["achieved_noise_rate"],
+                                               summary["achieved_noise_rate_clean_subset"]))
+    else:
+        lines.append("  noise rate of the %d clean train/val keys with a noisy label: %.3f"
+                     % (summary["num_pairs"], summary["paired_noise_rate"]))
+    lines.append("  matrix C [noisy, true]:")
+    lines.extend("    " + row for row in matrix_c.format_matrix(summary["matrix_c"]).splitlines())
+    if summary["never_mislabelled"]:
+        lines.append("  classes never seen mislabelled (no confusing noise, C column all zero): %s"
+                     % ", ".join(map(str, summary["never_mislabelled"])))
+    if summary["bad_images"]:
+        lines.append("  %d images skipped (SKIP_BAD):" % len(summary["bad_images"]))
+        lines.extend("    %s: %s" % item for item in summary["bad_images"])
+    return "\n".join(lines)

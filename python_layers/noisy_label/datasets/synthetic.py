@@ -1,0 +1,118 @@
+"""What cifar10 and digits share: synthetic noise drawn from a matrix Q, C estimated from the
+clean subset's noisy draws, and their LMDBs (SyntheticDataset)."""
+import os
+
+import numpy as np
+
+from noisy_label import paths
+from noisy_label.core import matrix_c, noise
+from noisy_label.datasets.base import (
+    MIXED_FILES,
+    Dataset,
+    Output,
+    array_lmdb_output,
+    label_lmdbs,
+    matrix_output,
+)
+from noisy_label.io import mean
+
+NTYPE_TRAIN_FRACTION = 0.8   # the original split the 10,000 cifar10 pairs 8,000 / 2,000
+
+
+class SyntheticDataset(Dataset):
+    """A dataset with true labels and synthetic noise; subclasses implement `load`."""
+    options = {"noise_level": 0.5, "num_clean": None}
+
+    num_test = None              # records of the test set
+
+    @property
+    def record_counts(self):
+        """The test LMDBs' records with the default options (the noise-type test pairs are the
+        clean subset's last fifth)."""
+        num_clean = self.options["num_clean"]
+        return {paths.TEST: self.num_test,
+                paths.NTYPE_TEST: num_clean - int(round(NTYPE_TRAIN_FRACTION * num_clean))}
+
+    def load(self, data_root, opts, seed):
+        """({"train": (images, labels, names), "test": (...)}, input signatures or None)."""
+        raise NotImplementedError
+
+    def prepare(self, db_dir, data_root, opts, seed, encoded, skip_bad, bad):
+        raw, inputs = self.load(data_root, opts, seed)
+        sets = synthetic_label_sets(raw["train"][1], self.num_classes, opts["noise_level"],
+                                    opts["num_clean"], seed)
+        outputs = synthetic_outputs(self.name, db_dir, raw, sets, "png" if encoded else None)
+        return outputs, sets, raw, inputs
+
+
+def check_num_clean(num_clean, num_train):
+    num_clean = int(num_clean)
+    if not 2 <= num_clean <= num_train:
+        raise ValueError("NUM_CLEAN=%d: it must be at least 2 and at most the %d training images"
+                         % (num_clean, num_train))
+    return num_clean
+
+
+def synthetic_label_sets(labels, num_classes, noise_level, num_clean, seed):
+    """The label side of cifar10 / digits: synthetic noise, C, noise types and the mixed set.
+
+    labels: (M,) true training labels. Returns a dict of index / label arrays:
+    matrix_q, noisy (M,), clean (K,) indices that keep clean labels, matrix_c, never_mislabelled,
+    ntype (K,), ntype_train / ntype_test (index arrays into `clean`), mixed_order (M,) and
+    mixed[field] (M,) labels in that order for field in clean/noisy/ntype/truth_or_noisy.
+    """
+    rng = np.random.RandomState(seed)
+    noise_level = noise.check_noise_level(noise_level)
+    num_clean = check_num_clean(num_clean, len(labels))
+    matrix_q = noise.synthesize_matrix_q(num_classes, noise_level, rng)
+    noisy = noise.draw_noisy_labels(labels, matrix_q, rng)
+    clean = rng.permutation(len(labels))[:num_clean]
+    # The clean images' noisy draws are kept only to estimate C and their noise types.
+    estimate, never = matrix_c.estimate_matrix_c(labels[clean], noisy[clean], num_classes)
+    ntype = matrix_c.noise_types(labels[clean], noisy[clean], estimate)
+    num_ntype_train = int(round(NTYPE_TRAIN_FRACTION * num_clean))
+    is_clean = np.zeros(len(labels), bool)
+    is_clean[clean] = True
+    ntype_of = np.full(len(labels), -1)
+    ntype_of[clean[:num_ntype_train]] = ntype[:num_ntype_train]
+    order = rng.permutation(len(labels))
+    mixed = {"clean": np.where(is_clean, labels, -1)[order],
+             "noisy": np.where(is_clean, -1, noisy)[order],
+             "ntype": ntype_of[order],
+             "truth_or_noisy": np.where(is_clean, labels, noisy)[order]}
+    return {"matrix_q": matrix_q, "noisy": noisy, "clean": clean, "matrix_c": estimate,
+            "never_mislabelled": never, "ntype": ntype,
+            "ntype_train": np.arange(num_ntype_train), "ntype_test": np.arange(num_ntype_train, num_clean),
+            "mixed_order": order, "mixed": mixed}
+
+
+def synthetic_outputs(name, db_dir, data, sets, encoding):
+    """The Outputs of cifar10 / digits from the loaded data and synthetic_label_sets."""
+    (train_images, train_labels, train_names), test = data["train"], data["test"]
+    train_names = np.array(train_names)
+    clean, order, mixed = sets["clean"], sets["mixed_order"], sets["mixed"]
+    ntype_images = train_images[clean]
+    mean_name = os.path.basename(paths.mean_file(name))
+
+    def write_mixed():
+        array_lmdb_output(db_dir, paths.MIXED_IMAGES, train_images[order],
+                           mixed["truth_or_noisy"], train_names[order], encoding).write()
+        label_lmdbs(db_dir, list(train_names[order]), mixed)
+        mean.write_mean_file(os.path.join(db_dir, mean_name), train_images.mean(axis=0))
+
+    return [
+        array_lmdb_output(db_dir, paths.TEST, test[0], test[1], test[2], encoding),
+        array_lmdb_output(db_dir, paths.CLEAN_TRAIN, train_images[clean], train_labels[clean],
+                           train_names[clean], encoding),
+        array_lmdb_output(db_dir, paths.NTYPE_TRAIN, ntype_images[sets["ntype_train"]],
+                           sets["ntype"][sets["ntype_train"]],
+                           train_names[clean][sets["ntype_train"]], encoding),
+        array_lmdb_output(db_dir, paths.NTYPE_TEST, ntype_images[sets["ntype_test"]],
+                           sets["ntype"][sets["ntype_test"]],
+                           train_names[clean][sets["ntype_test"]], encoding),
+        array_lmdb_output(db_dir, paths.MIXED_TRAIN, train_images[order], mixed["truth_or_noisy"],
+                           train_names[order], encoding),
+        Output("mixed", MIXED_FILES + [mean_name], write_mixed, len(order)),
+        matrix_output(db_dir, paths.MATRIX_C, sets["matrix_c"]),
+        matrix_output(db_dir, paths.TRUE_MATRIX_Q, sets["matrix_q"]),
+    ]

@@ -1,0 +1,36 @@
+"""SET="key=value ...": settings that change a dataset's generated prototxts (batch sizes,
+test iterations, any plain solver field, for every stage or one)."""
+# What SET="key=value ..." may change: the dataset's batch sizes and test iterations, and any
+# plain solver field (for every stage, or one: "clean.max_iter=2000").
+DATASET_SETTINGS = ("train_batch", "test_batch", "test_iter")
+SOLVER_FIELDS = ("base_lr", "lr_policy", "gamma", "power", "stepsize", "max_iter", "momentum",
+                 "weight_decay", "snapshot", "display", "average_loss", "test_interval",
+                 "test_initialization", "iter_size", "clip_gradients", "type", "delta",
+                 "momentum2", "rms_decay")
+
+
+def parse(text, stages):
+    """{key: value} of SET="train_batch=64 max_iter=2000 clean.snapshot=100" for a dataset
+    whose training stages are `stages`; ValueError naming the item that is not one."""
+    import yaml
+    settings = {}
+    for item in (text or "").split():
+        key, sep, value = item.partition("=")
+        stage, _, field = key.rpartition(".")
+        if not sep or not value:
+            raise ValueError("SET: %r is not key=value" % item)
+        if stage and stage not in stages:
+            raise ValueError("SET: %r: no stage %r (stages: %s)"
+                             % (item, stage, ", ".join(stages)))
+        if field not in SOLVER_FIELDS and (stage or field not in DATASET_SETTINGS):
+            raise ValueError("SET: %r: unknown setting %r; settings: %s, or a solver field "
+                             "(%s), optionally for one stage as <stage>.<field>"
+                             % (item, field, ", ".join(DATASET_SETTINGS), ", ".join(SOLVER_FIELDS)))
+        try:
+            settings[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ValueError("SET: %r: %r is not a value" % (item, value))
+        if field in DATASET_SETTINGS + ("max_iter", "snapshot", "stepsize") and (
+                not isinstance(settings[key], int) or settings[key] < 1):
+            raise ValueError("SET: %r: %s must be a positive integer" % (item, field))
+    return settings

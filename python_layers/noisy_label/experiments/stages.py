@@ -1,0 +1,188 @@
+"""The stage tables: each workflow as data, read by the prototxt generator, the pipeline and
+the report alike.
+
+    synthetic (cifar10, digits, and any dataset like them):
+        clean -> noisy_gt_ft_clean -> ntype -> init -> noisy_label_loss -> test
+    clothing1M:
+        clean (from ImageNet CaffeNet) -> ntype -> init -> noisy_label_loss_stage1
+        -> noisy_label_loss_stage2 (resumed from stage 1's solverstate) -> test
+
+The noise-type net is fine-tuned from the clean net's final snapshot, and `init` copies both
+trained nets into the joint net (init_layer_maps), as the original release did.
+"""
+import copy
+import functools
+import os
+
+from google.protobuf import text_format
+
+from noisy_label import datasets, paths
+from noisy_label.experiments import nets
+from noisy_label.experiments import settings as settings_mod
+
+# What reports call each role a stage plays (datasets give the original's figures by role).
+ROLE_LABELS = {"clean": "clean only", "noisy_as_truth": "noisy as truth",
+               "ntype": "noise-type net (noise-type accuracy)", "ours_stage1": "ours, stage 1",
+               "ours": "ours"}
+
+
+class Stage(object):
+    """One step of a workflow.
+
+    kind: "train" (`caffe train` of `net`), "init" (the trained nets copied into the joint
+    net), "test" (`caffe test` of stage `of`'s final weights on the dataset's test LMDB).
+    net: file stem of the stage's net (prototxt/<dataset>/<net>.prototxt); build(ds, files):
+    the NetParameter. start: where a training stage starts: None (its fillers), ("weights",
+    stage) that stage's final .caffemodel (stage "init": the init step's output, "initial":
+    the dataset's initial_weights), ("snapshot", stage) its final .solverstate. tests: the
+    Dataset attribute naming the LMDB it tests on while training. prefix: its snapshots' file
+    stem (default: its name). role: its row in reports (ROLE_LABELS, and the original release's
+    figures: Dataset.reference_accuracy).
+    """
+
+    def __init__(self, name, kind="train", net=None, build=None, start=None, tests="val_lmdb",
+                 prefix=None, role=None, of=None, into=None):
+        self.name, self.kind, self.net, self.build, self.start = name, kind, net, build, start
+        self.tests, self.prefix, self.role = tests, prefix or name, role
+        self.of, self.into = of, into    # test: the stage tested; init: the joint stage
+
+    @property
+    def label(self):
+        return ROLE_LABELS.get(self.role, self.name)
+
+    def solver_file(self):
+        """`<net>_solver.prototxt` with _trainval -> _solver, e.g. noisy_label_loss_solver.stage1."""
+        return self.net.replace("_trainval", "_solver") + ".prototxt"
+
+
+def _synthetic():
+    return [
+        Stage("clean", net="clean_trainval", build=nets.clean_net, role="clean"),
+        Stage("noisy_gt_ft_clean", net="noisy_gt_ft_clean_trainval",
+              build=functools.partial(nets.clean_net, train_lmdb=paths.MIXED_TRAIN,
+                                      name="noisy_gt_ft_clean"),
+              start=("weights", "clean"), role="noisy_as_truth"),
+        Stage("ntype", net="ntype_trainval", build=nets.ntype_net, start=("weights", "clean"),
+              tests="ntype_val_lmdb", role="ntype"),
+        Stage("init", kind="init", into="noisy_label_loss"),
+        Stage("noisy_label_loss", net="noisy_label_loss_trainval",
+              build=nets.noisy_label_loss_net, start=("weights", "init"), role="ours"),
+        Stage("test", kind="test", net="noisy_label_loss_test", build=nets.test_net,
+              of="noisy_label_loss")]
+
+
+def _clothing1m():
+    # Stage 1: clean loss weight 0.1, no noise-type loss, C fixed; stage 2 resumes stage 1's
+    # solver state (the same snapshot prefix) with clean loss 1.0, noise-type loss 0.1, C
+    # updated at a tenth of the rate.
+    return [
+        Stage("clean", net="clean_trainval", build=nets.clean_net, start=("weights", "initial"),
+              role="clean"),
+        Stage("ntype", net="ntype_trainval", build=nets.ntype_net, start=("weights", "clean"),
+              tests="ntype_val_lmdb", role="ntype"),
+        Stage("init", kind="init", into="noisy_label_loss_stage1"),
+        Stage("noisy_label_loss_stage1", net="noisy_label_loss_trainval.stage1",
+              build=functools.partial(nets.noisy_label_loss_net, clean_weight=0.1,
+                                      ntype_weight=0, update_noise_lr=0.0),
+              start=("weights", "init"), prefix="noisy_label_loss", role="ours_stage1"),
+        Stage("noisy_label_loss_stage2", net="noisy_label_loss_trainval.stage2",
+              build=functools.partial(nets.noisy_label_loss_net, clean_weight=1.0,
+                                      ntype_weight=0.1, update_noise_lr=0.1),
+              start=("snapshot", "noisy_label_loss_stage1"), prefix="noisy_label_loss",
+              role="ours"),
+        Stage("test", kind="test", net="noisy_label_loss_test", build=nets.test_net,
+              of="noisy_label_loss_stage2")]
+
+
+WORKFLOWS = {"synthetic": _synthetic, "clothing1M": _clothing1m}
+
+
+def stages(name):
+    """The stage table of dataset `name`, in order."""
+    return WORKFLOWS[datasets.get_dataset(name).workflow]()
+
+
+def stage(name, stage_name):
+    """One Stage of dataset `name` by its name; ValueError listing the stages."""
+    table = stages(name)
+    for s in table:
+        if s.name == stage_name:
+            return s
+    raise ValueError("unknown stage %r for %s; stages: %s"
+                     % (stage_name, name, ", ".join(s.name for s in table)))
+
+
+def training(name):
+    """The training stages of dataset `name`, in order."""
+    return [s for s in stages(name) if s.kind == "train"]
+
+
+def stage_nets(name):
+    """{training stage: its trainval net's file stem}, in workflow order."""
+    return {s.name: s.net for s in training(name)}
+
+
+def solver_file_name(name, stage_name):
+    return stage(name, stage_name).solver_file()
+
+
+def parse_settings(text, name):
+    """settings.parse for dataset `name`'s training stages."""
+    return settings_mod.parse(text, [s.name for s in training(name)])
+
+
+def init_layer_maps(name):
+    """[(source stage, {source layer: joint-net layer})] that initialise the joint net.
+
+    As the original release's init step, whose copy_params.py adds every layer the two nets
+    share by name to the renames it is given: each learnable layer of the clean net goes to
+    the joint net's layer of the same name (Clothing1M's fc8_clean), else to `<layer>_clean`;
+    each of the noise-type net to the same name (its `*_ntype` head), else to `<layer>_ntype`
+    (its convs). So every `*_clean` and `*_ntype` layer of the joint net starts trained.
+    """
+    from noisy_label.experiments import net_surgery
+    ds, files = datasets.get_dataset(name), nets.Files(name)
+    init = [s for s in stages(name) if s.kind == "init"][0]
+    joint = nets.learnable_layers(stage(name, init.into).build(ds, files))
+    maps = []
+    for source, suffix in (("clean", "_clean"), ("ntype", "_ntype")):
+        layers = nets.learnable_layers(stage(name, source).build(ds, files))
+        renames = {layer: layer + suffix for layer in layers if layer not in joint}
+        maps.append((source, dict(net_surgery.layer_map(layers, joint, renames))))
+    return maps
+
+
+def experiment(name, exp=None, seed=1, settings=None):
+    """(prototxt dir relative to the repository, {file name: message}) of a dataset's workflow.
+    exp: None for the committed prototxt/<name> (sources relative to the repository), else
+    the experiment root the copy points at; settings: from parse_settings."""
+    ds = copy.copy(datasets.get_dataset(name))
+    settings = settings or {}
+    for key in ("train_batch", "test_batch"):
+        if key in settings:
+            setattr(ds, key, settings[key])
+    files = nets.Files(name, exp)
+    out_dir = os.path.join("prototxt", name) if exp is None else os.path.join(
+        paths.exp_root(exp), "prototxt", name)
+    out = {}
+    for s in stages(name):
+        if s.net:
+            out[s.net + ".prototxt"] = s.build(ds, files)
+        if s.kind == "train":
+            out[s.solver_file()] = nets.solver(
+                ds, files, s.name, os.path.join(out_dir, s.net + ".prototxt"),
+                getattr(ds, s.tests), s.prefix, seed, settings)
+    return out_dir, out
+
+
+def write_dataset(name, exp=None, seed=1, settings=None):
+    """Write a dataset's prototxts (into prototxt/<name>, or $EXP/prototxt/<name> for another
+    root); unchanged files are left as they are."""
+    from noisy_label.io.blob_io import atomic_write_bytes
+    out_dir, messages = experiment(name, exp, seed, settings)
+    for file_name, message in sorted(messages.items()):
+        path = os.path.join(paths.REPO_ROOT, out_dir, file_name)
+        text = text_format.MessageToString(message)
+        if not os.path.isfile(path) or open(path).read() != text:
+            atomic_write_bytes(path, text.encode())
+    return os.path.join(paths.REPO_ROOT, out_dir)

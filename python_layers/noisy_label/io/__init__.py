@@ -1,0 +1,2 @@
+"""Files: Caffe LMDBs and BlobProtos, image lists, mean files, text inputs, downloads, and the
+manifests that say what an output was built from; every write atomic."""
