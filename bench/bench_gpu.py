@@ -23,41 +23,16 @@ import sys
 import tempfile
 
 import machine
-import numpy as np
 from bench_mpi import iterations_per_second, run
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 from tqdm import tqdm
 
 from noisy_label import datasets, paths
+from noisy_label.datasets import random_db
 from noisy_label.experiments import pipeline, stages
-from noisy_label.io import blob_io, lmdb_io
 
 DATASET = "clothing1M"
-
-
-def write_data(exp, num, seed=0):
-    """Synthetic LMDBs, mean and C for every Clothing1M net under exp (256x256, labels)."""
-    rng = np.random.RandomState(seed)
-    db = os.path.join(exp, "db", DATASET)
-    os.makedirs(db)
-    images = rng.randint(256, size=(16, 3, 256, 256)).astype(np.uint8)   # 16 distinct, reused
-    for name in ("clean_train", "clean_val", "clean_test", "ntype_train", "ntype_val",
-                 "mixed_train_images"):
-        with lmdb_io.LmdbWriter(os.path.join(db, name)) as out:
-            for i in tqdm(range(num), desc=name, leave=False):
-                out.put(lmdb_io.image_key(i, "%d.jpg" % i),
-                        lmdb_io.image_datum(images[i % 16], int(rng.randint(3))))
-    has_clean = rng.rand(num) < 0.5
-    labels = {"clean": np.where(has_clean, rng.randint(14, size=num), -1),
-              "noisy": np.where(has_clean, -1, rng.randint(14, size=num)),
-              "ntype": np.where(has_clean, rng.randint(3, size=num), -1)}
-    for field, name in paths.MIXED_LABELS.items():
-        lmdb_io.write_label_lmdb(os.path.join(db, name), labels[field], desc=False)
-    blob_io.write_blobproto(paths.mean_file(DATASET, exp), np.full((1, 3, 256, 256), 110.0))
-    matrix_c = rng.rand(14, 14) * (1 - np.eye(14))
-    blob_io.write_blobproto(paths.matrix_c_file(DATASET, exp),
-                            (matrix_c / matrix_c.sum(axis=0))[None, None])
 
 
 def timing_solver(exp, stage, iters, display):
@@ -103,7 +78,7 @@ def main():
         return
     exp = tempfile.mkdtemp(prefix="bench_gpu.")
     try:
-        write_data(exp, args.num)
+        random_db.write(DATASET, exp, args.num, distinct=16, progress=True)
         stages.write_dataset(DATASET, exp)
         batch = datasets.get_dataset(DATASET).train_batch
         print("machine: %s" % machine.describe(gpu=True))

@@ -15,7 +15,6 @@ host memory otherwise: NCCL refuses two ranks on one GPU).
 """
 import argparse
 import copy
-import json
 import os
 import re
 import resource
@@ -30,8 +29,8 @@ from google.protobuf import text_format
 from tqdm import tqdm
 
 from noisy_label import datasets, paths
+from noisy_label.datasets import random_db
 from noisy_label.experiments import nets
-from noisy_label.io import blob_io, lmdb_io
 
 # One BLAS thread per rank; OpenMPI refuses root without the two ALLOW variables.
 ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
@@ -44,33 +43,6 @@ def joint_net(exp, batch):
     ds = copy.copy(datasets.get_dataset(DATASET))
     ds.train_batch = batch
     return ds, nets.noisy_label_loss_net(ds, nets.Files(DATASET, exp))
-
-
-def write_data(net, num):
-    """Synthetic data for the net's TRAIN Data layers, its mean file and its matrix C."""
-    rng = np.random.RandomState(0)
-    labels = rng.randint(10, size=num)
-    has_clean = rng.rand(num) < 0.2
-    columns = {"label_clean": np.where(has_clean, labels, -1),
-               "label_noisy": np.where(has_clean, -1, (labels + rng.randint(2, size=num)) % 10),
-               "label_ntype": np.where(has_clean, rng.randint(3, size=num), -1)}
-    for layer in net.layer:
-        if layer.type == "Data" and layer.include[0].phase == nets.TRAIN:
-            source = layer.data_param.source
-            os.makedirs(os.path.dirname(source), exist_ok=True)
-            if layer.top[0] == "data":
-                with lmdb_io.LmdbWriter(source) as db:
-                    for i in tqdm(range(num), desc="synthetic images", leave=False):
-                        image = rng.randint(256, size=(3, 32, 32)).astype(np.uint8)
-                        db.put(lmdb_io.image_key(i, "%d.png" % i), lmdb_io.image_datum(image, 0))
-                blob_io.write_blobproto(layer.transform_param.mean_file,
-                                        np.full((1, 3, 32, 32), 128.0))
-            else:
-                lmdb_io.write_label_lmdb(source, columns[layer.top[0]], desc=False)
-        if layer.type == "Python":
-            matrix_c = np.full((10, 10), 1.0 / 9) * (1 - np.eye(10))
-            blob_io.write_blobproto(json.loads(layer.python_param.param_str)["matrix_c"],
-                                    matrix_c[None, None])
 
 
 def write_solver(exp, ds, net, iters, display):
@@ -148,7 +120,7 @@ def main():
     exp = tempfile.mkdtemp(prefix="bench_mpi.")
     try:
         ds, net = joint_net(exp, args.batch)
-        write_data(net, args.num)
+        random_db.write(DATASET, exp, args.num, progress=True)
         solver = write_solver(exp, ds, net, args.iters, args.display)
         num_gpus = len(machine.gpu_names()) if args.gpu else 0
 

@@ -20,6 +20,7 @@ from helpers import REPO, run_caffe
 
 from noisy_label import gradient_sync
 from noisy_label.core import noisy_loss
+from noisy_label.datasets import random_db
 from noisy_label.experiments import caffe_log, pipeline, stages
 from noisy_label.io import blob_io
 
@@ -153,8 +154,7 @@ def test_make_train_digits_uses_the_gpu_by_itself(tmp_path):
 def test_clothing1m_nets_build_and_step_on_the_gpu(tmp_path):
     from caffe.proto import caffe_pb2
     from google.protobuf import text_format
-    from test_prototxt import write_fixture
-    write_fixture(str(tmp_path), "clothing1M", num=4)
+    random_db.write("clothing1M", str(tmp_path / "exp"), num=4)
     for stage in stages.stage_nets("clothing1M"):
         path = os.path.join(REPO, "prototxt", "clothing1M", stages.solver_file_name("clothing1M", stage))
         solver = text_format.Merge(open(path).read(), caffe_pb2.SolverParameter())

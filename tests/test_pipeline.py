@@ -9,6 +9,7 @@ import pytest
 from helpers import REPO
 
 from noisy_label import paths
+from noisy_label.datasets import random_db
 from noisy_label.experiments import caffe_log, pipeline, report, stages
 
 pytestmark = [pytest.mark.caffe, pytest.mark.slow]
@@ -71,8 +72,7 @@ def test_init_copies_both_trained_nets_whole(digits_run):
 def test_clothing1m_init_copies_caffenet_towers_whole(tmp_path):
     """Clothing1M's init on two random CaffeNets: fc8_clean and fc6_ntype..fc8_ntype too."""
     import caffe
-    from test_prototxt import write_fixture
-    write_fixture(str(tmp_path), "clothing1M", num=2)
+    random_db.write("clothing1M", str(tmp_path / "exp"), num=2)
     experiment = pipeline.Experiment("clothing1M", str(tmp_path / "exp"))
     os.makedirs(experiment.snapshot_dir)
     for stage in ("clean", "ntype"):

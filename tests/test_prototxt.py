@@ -5,47 +5,19 @@ import json
 import os
 import re
 
-import numpy as np
 import pytest
 from google.protobuf import text_format
 from helpers import REPO, run_caffe, run_python
 
-from noisy_label import datasets, paths
+from noisy_label import datasets
+from noisy_label.datasets import random_db
 from noisy_label.experiments import nets, stages
-from noisy_label.io import blob_io, lmdb_io
 
 pytestmark = pytest.mark.caffe
 
 # Image size and channels of each dataset's image LMDBs (Clothing1M: 256, cropped to 227).
-SHAPES = {"cifar10": (3, 32, 32), "digits": (1, 8, 8), "clothing1M": (3, 256, 256)}
-IMAGE_DBS = [paths.TEST, paths.CLEAN_TRAIN, paths.CLEAN_VAL, paths.CLEAN_TEST, paths.NTYPE_TRAIN,
-             paths.NTYPE_VAL, paths.NTYPE_TEST, paths.MIXED_TRAIN, paths.MIXED_IMAGES]
-LABEL_DBS = sorted(paths.MIXED_LABELS.values())
 STOCK_TYPES = {"Data", "Convolution", "Pooling", "ReLU", "LRN", "InnerProduct", "Dropout",
                "SoftmaxWithLoss", "Accuracy", "Python"}
-
-
-def write_fixture(root, name, num=4):
-    """A tiny `exp/db/<name>` with every LMDB, the mean file and a valid matrix C."""
-    rng = np.random.RandomState(0)
-    exp = os.path.join(root, "exp")
-    db = paths.db_dir(name, exp)
-    os.makedirs(db)
-    shape = SHAPES[name]
-    num_classes = datasets.get_dataset(name).num_classes
-    for lmdb_name in IMAGE_DBS:
-        with lmdb_io.LmdbWriter(os.path.join(db, lmdb_name)) as w:
-            for i in range(num):
-                image = rng.randint(0, 256, size=shape).astype(np.uint8)
-                w.put("%08d_img%d.png" % (i, i), lmdb_io.image_datum(image, i % 3))
-    for lmdb_name in LABEL_DBS:
-        with lmdb_io.LmdbWriter(os.path.join(db, lmdb_name)) as w:
-            for i in range(num):
-                w.put("%08d" % i, lmdb_io.label_datum(-1 if i % 2 else i % 3))
-    blob_io.write_blobproto(paths.mean_file(name, exp), np.full((1,) + shape, 100.0))
-    matrix_c = (np.ones((num_classes, num_classes)) - np.eye(num_classes)) / (num_classes - 1)
-    blob_io.write_blobproto(paths.matrix_c_file(name, exp), matrix_c[None, None])
-    return db
 
 
 def prototxts(name):
@@ -81,14 +53,14 @@ def test_prototxt_uses_stock_layers_and_no_fork_fields(name):
 
 @pytest.mark.parametrize("name", datasets.names())
 def test_every_net_constructs_in_stock_caffe(name, tmp_path):
-    write_fixture(str(tmp_path), name)
+    random_db.write(name, str(tmp_path / "exp"))
     # The committed sources are relative (exp/db/<name>/...): build the nets from tmp_path.
     nets = [(path, phase) for path in prototxts(name) if "_solver" not in path
             for phase in ((1,) if path.endswith("_test.prototxt") else (0, 1))]
     shapes = run_python("import caffe, json\n"
                         "print(json.dumps([caffe.Net(path, phase).blobs['data'].data.shape[1:]"
                         " for path, phase in %r]))" % nets, cwd=str(tmp_path))
-    expected = (3, 227, 227) if name == "clothing1M" else SHAPES[name]
+    expected = (3, 227, 227) if name == "clothing1M" else datasets.get_dataset(name).image_shape
     assert [tuple(shape) for shape in json.loads(shapes)] == [expected] * len(nets)
 
 
@@ -112,7 +84,7 @@ def test_clothing1m_joint_stages_differ_as_the_paper(tmp_path):
 
 
 def test_caffe_test_runs_the_clothing1m_test_net(tmp_path):
-    write_fixture(str(tmp_path), "clothing1M", num=3)
+    random_db.write("clothing1M", str(tmp_path / "exp"), num=3)
     model = os.path.join(REPO, "prototxt", "clothing1M", "noisy_label_loss_test.prototxt")
     run_python("import caffe; caffe.Net(%r, caffe.TEST).save('random.caffemodel')" % model,
                cwd=str(tmp_path))

@@ -81,6 +81,8 @@ CLEAN_TRAIN, CLEAN_VAL, CLEAN_TEST = "clean_train", "clean_val", "clean_test"
 NTYPE_TRAIN, NTYPE_VAL, NTYPE_TEST = "ntype_train", "ntype_val", "ntype_test"
 MIXED_TRAIN = "mixed_train"              # clean label where kept, else noisy: noisy-as-truth
 MIXED_IMAGES = "mixed_train_images"
+IMAGE_LMDBS = (TEST, CLEAN_TRAIN, CLEAN_VAL, CLEAN_TEST, NTYPE_TRAIN, NTYPE_VAL, NTYPE_TEST,
+               MIXED_TRAIN, MIXED_IMAGES)
 MIXED_LABELS = {"clean": "mixed_train_label_clean", "noisy": "mixed_train_label_noisy",
                 "ntype": "mixed_train_label_ntype"}
 MATRIX_C = "matrix_c"                    # .binaryproto (1x1xNxN) and .txt, indexed [noisy, true]

@@ -1,12 +1,13 @@
-"""The confusion matrix C of "confusing" label noise, estimated from paired labels (docs/data.md),
-and the noise-type label of each pair.
+"""The confusion matrix C of "confusing" label noise, estimated from paired labels
+(docs/data.md), the noise-type label of each pair, and C's files.
 
 C is indexed [noisy, true]: column y is the distribution of the confusing noisy labels of
 true class y (diagonal 0, sums to 1, or all zero for a class never seen mislabelled).
-Pure numpy, except `save_matrix` which writes a BlobProto.
+Pure numpy, except `save_matrix` / `load_matrix_c`, which write and read C's files.
 """
 import io
 import os
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -15,8 +16,20 @@ from noisy_label.core.noisy_loss import CONFUSING_NOISE, NOISE_FREE, RANDOM_NOIS
 from noisy_label.io import text_io
 
 
-def confusion_counts(labels, noisy_labels, num_classes):
-    """cm (N, N) int64: cm[y, noisy] = how many samples have true label y and that noisy label."""
+def confusion_counts(labels: np.ndarray, noisy_labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts of (true, noisy) label pairs.
+
+    Parameters
+    ----------
+    labels, noisy_labels : array_like, shape (M,)
+        Ints in 0..N-1.
+    num_classes : int
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, N), int64
+        cm[y, noisy]: how many samples have true label y and that noisy label.
+    """
     labels = check_labels(labels, num_classes, "true label", unlabelled=False)
     noisy_labels = check_labels(noisy_labels, num_classes, "noisy label", unlabelled=False)
     if labels.shape != noisy_labels.shape:
@@ -25,7 +38,7 @@ def confusion_counts(labels, noisy_labels, num_classes):
     return counts.reshape(num_classes, num_classes)
 
 
-def num_confusing(freq):
+def num_confusing(freq: np.ndarray) -> int:
     """How many of the sorted wrong-label frequencies to explain as confusing noise.
 
     freq: (N,) decreasing, sums to 1 or 0. Scores i = 0..N by the log-likelihood of the top i
@@ -43,12 +56,24 @@ def num_confusing(freq):
     return int(last - np.argmax(scores[last::-1]))
 
 
-def estimate_matrix_c(labels, noisy_labels, num_classes):
-    """C (N, N) float64 from paired labels, and the true classes never seen mislabelled
-    (docs/data.md#estimating-c-from-paired-labels).
+def estimate_matrix_c(labels: np.ndarray, noisy_labels: np.ndarray,
+                      num_classes: int) -> Tuple[np.ndarray, np.ndarray]:
+    """C from paired labels (docs/data.md#estimating-c-from-paired-labels).
 
-    labels, noisy_labels: (M,) ints in 0..N-1. Classes in the returned (K,) int64 array have an
-    all-zero column in C (no confusing noise), never NaN.
+    Parameters
+    ----------
+    labels, noisy_labels : array_like, shape (M,)
+        True and noisy labels of the same samples, ints in 0..N-1.
+    num_classes : int
+        N >= 2.
+
+    Returns
+    -------
+    matrix_c : numpy.ndarray, shape (N, N), float64
+        C[noisy, true].
+    never_mislabelled : numpy.ndarray, shape (K,), int64
+        The true classes never seen mislabelled: their column of C is all zero (no confusing
+        noise), never NaN.
     """
     if num_classes < 2:
         raise ValueError("matrix C needs at least 2 classes, got %d" % num_classes)
@@ -68,23 +93,34 @@ def estimate_matrix_c(labels, noisy_labels, num_classes):
     return matrix_c, np.flatnonzero(column == 0)
 
 
-def noise_types(labels, noisy_labels, matrix_c):
-    """(M,) int64 noise type of each pair: 0 if noisy == true; 1 (random) if
-    C[noisy, true] < 1/(N-1), strictly, as the original's CIFAR-10 script; else 2 (confusing).
-    matrix_c: (N, N) [noisy, true]."""
+def noise_types(labels: np.ndarray, noisy_labels: np.ndarray, matrix_c: np.ndarray) -> np.ndarray:
+    """The noise type of each (true, noisy) pair.
+
+    Parameters
+    ----------
+    labels, noisy_labels : array_like, shape (M,)
+    matrix_c : numpy.ndarray, shape (N, N)
+        C[noisy, true].
+
+    Returns
+    -------
+    numpy.ndarray, shape (M,), int64
+        0 if noisy == true; 1 (random) if C[noisy, true] < 1/(N-1), strictly, as the
+        original's CIFAR-10 script; else 2 (confusing).
+    """
     labels, noisy_labels = np.asarray(labels, np.int64), np.asarray(noisy_labels, np.int64)
     confusing = matrix_c[noisy_labels, labels] >= 1.0 / (len(matrix_c) - 1)
     return np.where(labels == noisy_labels, NOISE_FREE, np.where(confusing, CONFUSING_NOISE, RANDOM_NOISE))
 
 
-def format_matrix(matrix):
+def format_matrix(matrix: np.ndarray) -> str:
     """The text form of a matrix: one row per line, whitespace-separated (np.loadtxt reads it)."""
     out = io.StringIO()
     np.savetxt(out, np.asarray(matrix, dtype=np.float64), fmt="%.6f")
     return out.getvalue()
 
 
-def save_matrix(binaryproto_path, matrix, text_path=None):
+def save_matrix(binaryproto_path: str, matrix: np.ndarray, text_path: Optional[str] = None) -> None:
     """Write an (N, N) matrix as a 1x1xNxN BlobProto (the loss layer's parameter blob) and as text."""
     from noisy_label.io import blob_io
     matrix = np.asarray(matrix, dtype=np.float64)
@@ -112,9 +148,22 @@ def _read_text_matrix(path):
     return np.array(rows)
 
 
-def load_matrix_c(path, num_classes=None):
-    """Read and check C (N, N) float32 from a BlobProto `.binaryproto`, a `.npy`, or a text
-    matrix (one row per line, C[ỹ, y]: rows noisy labels, columns true labels)."""
+def load_matrix_c(path: str, num_classes: Optional[int] = None) -> np.ndarray:
+    """Read and check C: the one C loader (layers and tools).
+
+    Parameters
+    ----------
+    path : str
+        A BlobProto `.binaryproto` (1x1xNxN or NxN), a `.npy`, or a text matrix (one row per
+        line, C[ỹ, y]: rows noisy labels, columns true labels; `#` comments).
+    num_classes : int, optional
+        N, when known.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, N), float32
+        Checked by noisy_loss.check_matrix_c; ValueError naming the file (and line) if not.
+    """
     from noisy_label.io import blob_io
     if os.path.isdir(path):
         raise ValueError("matrix C file %s is a directory" % path)

@@ -14,6 +14,7 @@ same order, so four `Data` layers with one batch size stay aligned; a missing la
 import collections
 import math
 import os
+from typing import Optional, Tuple
 
 from noisy_label import paths
 from noisy_label.core import matrix_c, noise
@@ -48,12 +49,12 @@ def unregister(name):
     _REGISTRY.pop(name, None)
 
 
-def names():
+def names() -> Tuple[str, ...]:
     """The registered datasets' names, in registration order."""
     return tuple(_REGISTRY)
 
 
-def get_dataset(name):
+def get_dataset(name: str) -> "Dataset":
     """The Dataset called `name`; ValueError listing the known ones."""
     if name not in _REGISTRY:
         raise ValueError("unknown dataset %r; expected one of: %s" % (name, ", ".join(_REGISTRY)))
@@ -85,6 +86,7 @@ class Dataset(object):
     test_lmdb = paths.TEST       # `caffe test` of the final model
     record_counts = {}           # records of the LMDBs tested on (default options): test_iter
     initial_weights = None       # (file name, URL) the clean net starts from, under EXP/snapshots
+    image_shape = None           # (C, H, W) of its image records with the default options
     reference_accuracy = {}      # the original release's test accuracy by stage role
     reference_name = None        # the column title of those figures in reports
 
@@ -207,12 +209,35 @@ def write_outputs(db_dir, outputs, signature, force=False):
 # ---- make lmdb --------------------------------------------------------------------------
 
 
-def build(name, exp=None, data_root=None, seed=1, force=False, encoded=False, skip_bad=False,
-          **options):
-    """Build every output of dataset `name` into paths.db_dir(name, exp); print a summary.
+def build(name: str, exp: Optional[str] = None, data_root: Optional[str] = None, seed: int = 1,
+          force: bool = False, encoded: bool = False, skip_bad: bool = False,
+          **options) -> dict:
+    """`make lmdb`: build every output of dataset `name` into paths.db_dir(name, exp).
 
-    options: the dataset's own (its `options`, e.g. noise_level / num_clean or resize /
-    upsample); None means the default. Returns the summary dict.
+    Parameters
+    ----------
+    name : str
+        A registered dataset.
+    exp : str, optional
+        The experiment root (default: $EXP or exp/).
+    data_root : str, optional
+        The raw data (default: <exp>/datasets/<name>).
+    seed : int
+        Seed of the noise, splits and shuffles.
+    force : bool
+        Rebuild outputs the manifest calls up to date.
+    encoded : bool
+        Store JPEG / PNG records instead of raw pixels.
+    skip_bad : bool
+        Skip (and list) unreadable images instead of stopping.
+    **options
+        The dataset's own (its `options`, e.g. noise_level / num_clean, resize / upsample);
+        None means the default.
+
+    Returns
+    -------
+    dict
+        The summary (counts, label histograms, noise rates, C), also printed.
     """
     ds = get_dataset(name)
     unknown = sorted(k for k, v in options.items() if v is not None and k not in ds.options)

@@ -28,6 +28,7 @@ class Cifar10(SyntheticDataset):
     num_classes = NUM_CLASSES
     options = {"noise_level": 0.5, "num_clean": 10000, "jpeg_quality": None}
     tower = "cifar_quick"
+    image_shape = (3, 32, 32)
     train_batch, test_batch = 100, 100
     solver = dict(momentum=0.9, weight_decay=0.004, display=100, average_loss=100,
                   lr_policy="step", gamma=0.1)

@@ -28,6 +28,7 @@ class Clothing1M(Dataset):
     options = {"resize": 256, "upsample": 1.0}
     workflow = "clothing1M"
     tower = "caffenet"
+    image_shape = (3, 256, 256)   # RESIZE
     transform = {"crop_size": 227, "mirror": True}
     train_batch, test_batch = 128, 100
     solver = dict(momentum=0.9, weight_decay=0.0005, display=20, average_loss=20,

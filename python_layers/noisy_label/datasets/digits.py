@@ -18,6 +18,7 @@ class Digits(SyntheticDataset):
     # and the stages differ by less than the test set can tell (measured over 6 seeds).
     options = {"noise_level": 0.5, "num_clean": 100}
     tower = "digits"
+    image_shape = (1, 8, 8)
     transform = {"scale": 0.00390625}
     train_batch, test_batch = 50, 100
     solver = dict(momentum=0.9, weight_decay=0.0005, display=50, average_loss=50,

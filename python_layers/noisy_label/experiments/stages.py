@@ -13,6 +13,7 @@ trained nets into the joint net (init_layer_maps), as the original release did.
 import copy
 import functools
 import os
+from typing import Dict, List, Optional, Tuple
 
 from google.protobuf import text_format
 
@@ -97,7 +98,7 @@ def _clothing1m():
 WORKFLOWS = {"synthetic": _synthetic, "clothing1M": _clothing1m}
 
 
-def stages(name):
+def stages(name: str) -> List[Stage]:
     """The stage table of dataset `name`, in order."""
     return WORKFLOWS[datasets.get_dataset(name).workflow]()
 
@@ -152,10 +153,29 @@ def init_layer_maps(name):
     return maps
 
 
-def experiment(name, exp=None, seed=1, settings=None):
-    """(prototxt dir relative to the repository, {file name: message}) of a dataset's workflow.
-    exp: None for the committed prototxt/<name> (sources relative to the repository), else
-    the experiment root the copy points at; settings: from parse_settings."""
+def experiment(name: str, exp: Optional[str] = None, seed: int = 1,
+               settings: Optional[dict] = None) -> Tuple[str, Dict[str, object]]:
+    """The prototxts of a dataset's workflow, from its stage table.
+
+    Parameters
+    ----------
+    name : str
+        A registered dataset.
+    exp : str, optional
+        None for the committed prototxt/<name> (sources relative to the repository), else the
+        experiment root the copy points at.
+    seed : int
+        The solvers' random_seed.
+    settings : dict, optional
+        From parse_settings.
+
+    Returns
+    -------
+    out_dir : str
+        Where the files go (relative to the repository for the committed ones).
+    messages : dict
+        {file name: NetParameter or SolverParameter}.
+    """
     ds = copy.copy(datasets.get_dataset(name))
     settings = settings or {}
     for key in ("train_batch", "test_batch"):
