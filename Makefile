@@ -6,7 +6,7 @@
 #   make caffe [CUDA=1] [CAFFE_SRC=dir]   build stock BVLC Caffe into ~/.cache/noisy-label-caffe
 #   make venv                    .venv with pinned deps, pycaffe and the `caffe` launcher
 #   make lmdb DATASET=digits|cifar10|clothing1M   LMDBs, mean file, matrix C in $EXP/db/<dataset>
-#   make train DATASET=digits|cifar10|clothing1M  the dataset's training stages (scripts/<dataset>/),
+#   make train DATASET=digits|cifar10|clothing1M  the dataset's training stages (its stage table),
 #                                resumable; SEED=n SET="max_iter=2000" STAGE=s KEEP_SNAPSHOTS=k
 #   make bench                   the benchmarks in bench/ (ratios against the stock Caffe tools)
 #   make bench-gpu               the GPU benchmarks (Clothing1M nets, cuDNN, MPI vs NCCL)
@@ -76,10 +76,11 @@ lmdb: venv
 		$(if $(ENCODED),--encoded) $(if $(SKIP_BAD),--skip-bad)
 
 # make train DATASET=cifar10|clothing1M|digits [SEED=n] [STAGE=name] [SET="key=value ..."]
-#   [KEEP_SNAPSHOTS=k]: scripts/<dataset>/train.sh; finished stages are skipped, stopped ones
+#   [KEEP_SNAPSHOTS=k]: tools/run_stages.py (scripts/<dataset>/train.sh does the same); finished
+#   stages are skipped, stopped ones
 #   resumed, stale ones retrained. SEED=n (n > 1) trains in $(EXP)/seeds/n, as make lmdb SEED=n.
 train: venv
-	bash scripts/$(DATASET)/train.sh $(if $(SEED),--seed $(SEED)) $(if $(STAGE),--stage $(STAGE)) \
+	$(VENV)/bin/python tools/run_stages.py $(DATASET) $(if $(SEED),--seed $(SEED)) $(if $(STAGE),--stage $(STAGE)) \
 		$(if $(SET),--set "$(SET)") $(if $(KEEP_SNAPSHOTS),--keep-snapshots $(KEEP_SNAPSHOTS))
 
 clean:
