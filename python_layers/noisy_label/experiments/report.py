@@ -57,13 +57,13 @@ def markdown(name, summary, seeds):
     lines = ["# %s: test accuracy per stage" % name, "",
              "Mean ± std over %d seed(s) (%s); final test accuracy of each stage's training log."
              % (len(seeds), ", ".join(str(s) for s in seeds)), "",
-             "| stage | %s (ours, this run) | per seed | %s" % (name, "".join(
-                 "%s (original release) | " % ds.reference_name for ds in _references())),
-             "| --- | --- | --- | %s" % ("--- | " * len(_references()))]
+             ("| stage | %s (ours, this run) | per seed | %s" % (name, "".join(
+                 "%s (original release) | " % ds.reference_name for ds in _references()))).rstrip(),
+             ("| --- | --- | --- | %s" % ("--- | " * len(_references()))).rstrip()]
     for stage, values in summary.items():
-        lines.append("| %s | %.4f ± %.4f | %s | %s" % (
+        lines.append(("| %s | %.4f ± %.4f | %s | %s" % (
             _label(name, stage), values.mean(), values.std(), " ".join("%.4f" % v for v in values),
-            "".join("%s | " % _ref(name, ds, stage) for ds in _references())))
+            "".join("%s | " % _ref(name, ds, stage) for ds in _references()))).rstrip())
     verdict = claim(name, summary)
     if verdict:
         lines += ["", verdict]
