@@ -22,7 +22,7 @@ def _terminate(signum, frame):
     raise Terminated()
 
 
-def message(error):
+def message(error) -> str:
     """One line for an exception: `file: reason` for an OSError, else its text."""
     if isinstance(error, EnvironmentError) and error.strerror:
         names = [str(n) for n in (error.filename, getattr(error, "filename2", None)) if n]
@@ -30,7 +30,7 @@ def message(error):
     return str(error) or type(error).__name__
 
 
-def run(main, prog):
+def run(main, prog: str) -> None:
     """Call main(); exit with `prog: reason` and no traceback on Ctrl-C, SIGTERM or bad input."""
     signal.signal(signal.SIGTERM, _terminate)
     try:
@@ -47,14 +47,14 @@ def run(main, prog):
         _exit(prog, message(e), 1)
 
 
-def _exit(prog, text, status):
+def _exit(prog: str, text: str, status):
     sys.stderr.write("%s: %s\n" % (prog, text))
     sys.exit(status)
 
 
 def at_least(low, kind=int):
     """An argparse type: a `kind` (int, float) refused below `low`."""
-    def parse(text):
+    def parse(text: str):
         value = kind(text)
         if not value >= low:  # also refuses NaN
             raise argparse.ArgumentTypeError("must be at least %s, got %s" % (low, text))

@@ -14,18 +14,19 @@ prototxts' sources carry over; `make lmdb`, the tools and the prototxts take the
 import os
 import shutil
 import sys
+from typing import Optional
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_EXP = "exp"
 
 
-def exp_root(exp=None):
+def exp_root(exp: Optional[str] = None) -> str:
     """The experiment root: `exp`, else $EXP, else `exp/` in the repository."""
     exp = exp or os.environ.get("EXP") or os.path.join(REPO_ROOT, DEFAULT_EXP)
     return os.path.abspath(exp)
 
 
-def caffe_tool(name="caffe"):
+def caffe_tool(name: str = "caffe") -> str:
     """A stock Caffe tool: the launcher beside this Python (the venv's, written by
     scripts/setup_venv.sh), else the one on PATH; IOError saying how to get one."""
     beside = os.path.join(os.path.dirname(sys.executable), name)
@@ -38,23 +39,23 @@ def caffe_tool(name="caffe"):
     return found
 
 
-def data_root(name, exp=None):
+def data_root(name: str, exp: Optional[str] = None) -> str:
     return os.path.join(exp_root(exp), "datasets", name)
 
 
-def db_dir(name, exp=None):
+def db_dir(name: str, exp: Optional[str] = None) -> str:
     return os.path.join(exp_root(exp), "db", name)
 
 
-def snapshot_dir(name, exp=None):
+def snapshot_dir(name: str, exp: Optional[str] = None) -> str:
     return os.path.join(exp_root(exp), "snapshots", name)
 
 
-def log_dir(name, exp=None):
+def log_dir(name: str, exp: Optional[str] = None) -> str:
     return os.path.join(exp_root(exp), "logs", name)
 
 
-def seed_root(exp, seed):
+def seed_root(exp: Optional[str], seed: int) -> str:
     """The experiment root of one seed: EXP itself for seed 1, EXP/seeds/<seed> for the
     others (each a complete root: db, snapshots, logs, prototxt). `make lmdb SEED=n`,
     `make train SEED=n` and `make demo` all use it; raw data stays in EXP/datasets."""
@@ -63,12 +64,12 @@ def seed_root(exp, seed):
     return os.path.join(exp_root(exp), "seeds", str(int(seed)))
 
 
-def init_weights(name, exp=None):
+def init_weights(name: str, exp: Optional[str] = None) -> str:
     """The joint net's starting weights, written by the init stage."""
     return os.path.join(snapshot_dir(name, exp), "noisy_label_loss_init.caffemodel")
 
 
-def stage_manifest(name, stage, exp=None):
+def stage_manifest(name: str, stage: str, exp: Optional[str] = None) -> str:
     """What a training stage was trained from, beside its snapshots (noisy_label.manifest)."""
     return os.path.join(snapshot_dir(name, exp), stage + "." + MANIFEST)
 
@@ -99,19 +100,19 @@ CLOTHING1M_FILES = {
     "category_names": "category_names_eng.txt"}
 
 
-def lmdb_path(name, db, exp=None):
+def lmdb_path(name: str, db: str, exp: Optional[str] = None) -> str:
     """An LMDB of dataset `name`, e.g. lmdb_path("cifar10", MIXED_IMAGES)."""
     return os.path.join(db_dir(name, exp), db)
 
 
-def list_file(name, db, exp=None):
+def list_file(name: str, db: str, exp: Optional[str] = None) -> str:
     """The list (`path label ...` lines) an LMDB was built from."""
     return os.path.join(db_dir(name, exp), db + ".txt")
 
 
-def mean_file(name, exp=None):
+def mean_file(name: str, exp: Optional[str] = None) -> str:
     return os.path.join(db_dir(name, exp), "%s_mean.binaryproto" % name)
 
 
-def matrix_c_file(name, exp=None, ext=".binaryproto"):
+def matrix_c_file(name: str, exp: Optional[str] = None, ext: str = ".binaryproto") -> str:
     return os.path.join(db_dir(name, exp), MATRIX_C + ext)

@@ -14,7 +14,7 @@ same order, so four `Data` layers with one batch size stay aligned; a missing la
 import collections
 import math
 import os
-from typing import Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from noisy_label import paths
 from noisy_label.core import matrix_c, noise
@@ -29,7 +29,7 @@ MIXED_FILES = [paths.MIXED_IMAGES, paths.MIXED_IMAGES + ".txt"] + \
 class Output(object):
     """One group of files in db_dir: an image LMDB with its list, or the mixed set, or a matrix."""
 
-    def __init__(self, name, files, write, count=None):
+    def __init__(self, name: str, files, write, count=None):
         self.name, self.files, self.write, self.count = name, files, write, count
 
 
@@ -38,13 +38,13 @@ class Output(object):
 _REGISTRY = collections.OrderedDict()
 
 
-def register(cls):
+def register(cls) -> type:
     """Class decorator: make a Dataset subclass known by its `name`."""
     _REGISTRY[cls.name] = cls()
     return cls
 
 
-def unregister(name):
+def unregister(name: str) -> None:
     """Forget dataset `name` (a test's own dataset, say)."""
     _REGISTRY.pop(name, None)
 
@@ -90,11 +90,11 @@ class Dataset(object):
     reference_accuracy = {}      # the original release's test accuracy by stage role
     reference_name = None        # the column title of those figures in reports
 
-    def test_iter(self, lmdb):
+    def test_iter(self, lmdb: str) -> int:
         """Test iterations that cover the `lmdb` once: ceil(records / test_batch)."""
         return int(math.ceil(self.record_counts[lmdb] / float(self.test_batch)))
 
-    def prepare(self, db_dir, data_root, opts, seed, encoding, skip_bad, bad):
+    def prepare(self, db_dir: str, data_root: str, opts, seed: int, encoding, skip_bad: bool, bad):
         """(outputs, label sets, raw data or None, input signatures or None) for make lmdb."""
         raise NotImplementedError
 
@@ -102,7 +102,7 @@ class Dataset(object):
 # ---- label kv files and key lists (Clothing1M's formats) -----------------------------------
 
 
-def read_label_kv(path, num_classes):
+def read_label_kv(path: str, num_classes: int) -> Dict[str, int]:
     """OrderedDict key -> label from `images/.../name.jpg LABEL` lines; errors name file:line."""
     labels, lines = collections.OrderedDict(), {}
     for number, key, label in _lines(path, 2):
@@ -120,7 +120,7 @@ def read_label_kv(path, num_classes):
     return labels
 
 
-def read_key_list(path, kv, kv_path):
+def read_key_list(path: str, kv, kv_path: str) -> List[str]:
     """The keys of a key list, each checked to be unique and present in the kv file."""
     keys, lines = [], {}
     for number, key in _lines(path, 1):
@@ -134,7 +134,7 @@ def read_key_list(path, kv, kv_path):
     return keys
 
 
-def _lines(path, fields):
+def _lines(path: str, fields):
     """Yield (line number, field, ...) of the non-blank lines of a text file with `fields` fields."""
     for number, line in text_io.numbered_lines(path):
         parts = line.split()
@@ -150,7 +150,7 @@ def _lines(path, fields):
 # ---- writing -----------------------------------------------------------------------------
 
 
-def array_lmdb_output(db_dir, db, images, labels, names, encoding):
+def array_lmdb_output(db_dir: str, db: str, images, labels, names, encoding):
     path = os.path.join(db_dir, db)
 
     def write():
@@ -159,7 +159,7 @@ def array_lmdb_output(db_dir, db, images, labels, names, encoding):
     return Output(db, [db, db + ".txt"], write, len(labels))
 
 
-def label_lmdbs(db_dir, names, mixed, kept=None):
+def label_lmdbs(db_dir: str, names, mixed, kept=None):
     """Write mixed_train_label_{clean,noisy,ntype} (+ lists) for the records kept."""
     for field in LABEL_FIELDS:
         labels = mixed[field] if kept is None else mixed[field][kept]
@@ -169,13 +169,13 @@ def label_lmdbs(db_dir, names, mixed, kept=None):
         imageset.write_image_list(path + ".txt", zip(kept_names, labels))
 
 
-def matrix_output(db_dir, name, matrix):
+def matrix_output(db_dir: str, name: str, matrix):
     path = os.path.join(db_dir, name)
     return Output(name, [name + ".binaryproto", name + ".txt"],
                   lambda: matrix_c.save_matrix(path + ".binaryproto", matrix, path + ".txt"))
 
 
-def write_outputs(db_dir, outputs, signature, force=False):
+def write_outputs(db_dir: str, outputs, signature, force: bool = False) -> List[str]:
     """Write each Output unless the manifest says it is complete and built from `signature`.
     Empty sets are refused before anything is written. Returns the names written."""
     for output in outputs:
@@ -262,7 +262,8 @@ def build(name: str, exp: Optional[str] = None, data_root: Optional[str] = None,
     return summary
 
 
-def summarize(name, db_dir, outputs, sets, opts, data, bad):
+def summarize(name: str, db_dir: str, outputs, sets: dict, opts: dict, data: Optional[dict],
+              bad: list) -> dict:
     """Counts and label histograms of the LMDBs, the asked / achieved noise rate, C."""
     lmdbs = [o.name for o in outputs if o.name not in ("mixed", paths.MATRIX_C, paths.TRUE_MATRIX_Q)]
     lmdbs += [paths.MIXED_IMAGES] + [paths.MIXED_LABELS[f] for f in LABEL_FIELDS]
@@ -286,7 +287,7 @@ def summarize(name, db_dir, outputs, sets, opts, data, bad):
     return summary
 
 
-def format_summary(summary):
+def format_summary(summary) -> str:
     lines = ["summary of %s (%s):" % (summary["dataset"], summary["db_dir"])]
     for db, count in summary["counts"].items():
         histogram = " ".join("%d:%d" % kv for kv in summary["labels"][db].items())

@@ -6,6 +6,7 @@ import pickle
 import shutil
 import tarfile
 import tempfile
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -48,14 +49,14 @@ class Cifar10(SyntheticDataset):
     reference_accuracy = {"clean": 0.620, "noisy_as_truth": 0.658, "ntype": 0.689, "ours": 0.689}
     reference_name = "CIFAR-10"
 
-    def load(self, data_root, opts, seed):
+    def load(self, data_root: str, opts, seed: int):
         raw = load_cifar10(data_root, jpeg_quality=opts["jpeg_quality"])
         inputs = [manifest_io.file_signature(os.path.join(cifar10_dir(data_root), b))
                   for b in CIFAR10_TRAIN_BATCHES + [CIFAR10_TEST_BATCH]]
         return raw, inputs
 
 
-def cifar10_dir(data_root, url=paths.CIFAR10_URL):
+def cifar10_dir(data_root: str, url: str = paths.CIFAR10_URL) -> str:
     """The directory holding CIFAR-10's python batches under data_root, downloaded if missing."""
     for candidate in (os.path.join(data_root, paths.CIFAR10_BATCHES), data_root):
         if os.path.isfile(os.path.join(candidate, CIFAR10_TEST_BATCH)):
@@ -87,7 +88,7 @@ def cifar10_dir(data_root, url=paths.CIFAR10_URL):
     return target
 
 
-def load_cifar10_batch(path):
+def load_cifar10_batch(path: str) -> Tuple[np.ndarray, np.ndarray]:
     """(images (n, 3, 32, 32) uint8 BGR, labels (n,) int64) of one CIFAR-10 python batch.
 
     The batches hold RGB; Caffe's tools and pycaffe's deploy conventions (and the original
@@ -113,14 +114,14 @@ def load_cifar10_batch(path):
     return np.ascontiguousarray(data.reshape(-1, 3, 32, 32)[:, ::-1]), labels
 
 
-def check_jpeg_quality(quality):
+def check_jpeg_quality(quality) -> Optional[int]:
     if quality is not None and not 1 <= int(quality) <= 100:
         raise ValueError("JPEG_QUALITY=%s: it must be 1..100 (75: the original's scipy.misc.imsave)"
                          % quality)
     return quality
 
 
-def load_cifar10(data_root, url=paths.CIFAR10_URL, jpeg_quality=None):
+def load_cifar10(data_root: str, url: str = paths.CIFAR10_URL, jpeg_quality=None) -> dict:
     """{"train": (images, labels, names), "test": (...)} from the python batches, BGR; with
     jpeg_quality, through JPEG as the original release (imageset.jpeg_roundtrip)."""
     check_jpeg_quality(jpeg_quality)

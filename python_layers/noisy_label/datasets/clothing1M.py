@@ -52,7 +52,8 @@ class Clothing1M(Dataset):
     initial_weights = ("bvlc_reference_caffenet.caffemodel",
                        "http://dl.caffe.berkeleyvision.org/bvlc_reference_caffenet.caffemodel")
 
-    def prepare(self, db_dir, data_root, opts, seed, encoded, skip_bad, bad):
+    def prepare(self, db_dir: str, data_root: str, opts, seed: int, encoded: bool, skip_bad: bool,
+                bad):
         if not os.path.isdir(data_root):
             raise IOError("DATA_ROOT=%s does not exist: put the Clothing1M tree there (%s, images/) "
                           "or pass DATA_ROOT=<its directory>"
@@ -72,7 +73,7 @@ class Clothing1M(Dataset):
         return outputs, sets, None, inputs
 
 
-def clothing1m_label_sets(clean_kv, noisy_kv, lists, num_classes, upsample, seed):
+def clothing1m_label_sets(clean_kv, noisy_kv, lists, num_classes: int, upsample: float, seed: int) -> dict:
     """The label side of Clothing1M (docs/data.md#the-mixed-training-set). lists:
     {"clean_train", "clean_val", "clean_test", "noisy_train"} key lists. Returns matrix_c,
     never_mislabelled, pairs (clean, noisy labels of the keys C came from), ntype {split:
@@ -113,12 +114,13 @@ def clothing1m_label_sets(clean_kv, noisy_kv, lists, num_classes, upsample, seed
             "mixed_keys": keys, "mixed": mixed}
 
 
-def clothing1m_outputs(db_dir, root, clean_kv, lists, sets, resize, encoding, skip_bad, seed, bad):
+def clothing1m_outputs(db_dir: str, root: str, clean_kv, lists, sets, resize, encoding,
+                       skip_bad: bool, seed: int, bad) -> list:
     """The Outputs of Clothing1M; images that were skipped are appended to `bad`."""
     resize = (resize, resize) if resize else None
     mean_name = os.path.basename(paths.mean_file("clothing1M"))
 
-    def image_output(db, keys, labels, shuffle, with_mean=False):
+    def image_output(db: str, keys, labels, shuffle: bool, with_mean: bool = False):
         path = os.path.join(db_dir, db)
 
         def write():

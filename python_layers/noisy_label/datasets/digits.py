@@ -37,11 +37,11 @@ class Digits(SyntheticDataset):
                                           test_interval=100, snapshot=250)}
     num_test = NUM_TEST
 
-    def load(self, data_root, opts, seed):
+    def load(self, data_root: str, opts, seed: int):
         return load_digits(seed), None
 
 
-def load_digits(seed):
+def load_digits(seed: int) -> dict:
     """{"train", "test"}: (images (n, 1, 8, 8) uint8 0..255, labels, names) of sklearn's digits."""
     from sklearn.datasets import load_digits as sklearn_digits
     digits = sklearn_digits()

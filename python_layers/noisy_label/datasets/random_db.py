@@ -1,6 +1,8 @@
 """Random stand-ins for a dataset's files: every image and label LMDB its nets read, its mean
 file and a valid matrix C, in `paths.db_dir(name, exp)`. For tests and benchmarks that
 exercise nets, not data (the one fixture builder they share)."""
+from typing import Optional
+
 import numpy as np
 
 from noisy_label import paths
@@ -8,7 +10,8 @@ from noisy_label.datasets.base import get_dataset
 from noisy_label.io import blob_io, lmdb_io
 
 
-def write(name, exp, num=4, seed=0, distinct=None, progress=False):
+def write(name: str, exp: Optional[str], num: int = 4, seed: int = 0,
+          distinct: Optional[int] = None, progress: bool = False) -> str:
     """Write `num` random records into each LMDB of dataset `name` under `exp`; return db_dir.
 
     Parameters

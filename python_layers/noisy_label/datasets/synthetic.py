@@ -33,11 +33,12 @@ class SyntheticDataset(Dataset):
         return {paths.TEST: self.num_test,
                 paths.NTYPE_TEST: num_clean - int(round(NTYPE_TRAIN_FRACTION * num_clean))}
 
-    def load(self, data_root, opts, seed):
+    def load(self, data_root: str, opts, seed: int):
         """({"train": (images, labels, names), "test": (...)}, input signatures or None)."""
         raise NotImplementedError
 
-    def prepare(self, db_dir, data_root, opts, seed, encoded, skip_bad, bad):
+    def prepare(self, db_dir: str, data_root: str, opts, seed: int, encoded: bool, skip_bad: bool,
+                bad):
         raw, inputs = self.load(data_root, opts, seed)
         sets = synthetic_label_sets(raw["train"][1], self.num_classes, opts["noise_level"],
                                     opts["num_clean"], seed)
@@ -45,7 +46,7 @@ class SyntheticDataset(Dataset):
         return outputs, sets, raw, inputs
 
 
-def check_num_clean(num_clean, num_train):
+def check_num_clean(num_clean: int, num_train: int) -> int:
     num_clean = int(num_clean)
     if not 2 <= num_clean <= num_train:
         raise ValueError("NUM_CLEAN=%d: it must be at least 2 and at most the %d training images"
@@ -53,7 +54,7 @@ def check_num_clean(num_clean, num_train):
     return num_clean
 
 
-def synthetic_label_sets(labels, num_classes, noise_level, num_clean, seed):
+def synthetic_label_sets(labels, num_classes: int, noise_level: float, num_clean: int, seed: int) -> dict:
     """The label side of cifar10 / digits: synthetic noise, C, noise types and the mixed set.
 
     labels: (M,) true training labels. Returns a dict of index / label arrays:
@@ -86,7 +87,7 @@ def synthetic_label_sets(labels, num_classes, noise_level, num_clean, seed):
             "mixed_order": order, "mixed": mixed}
 
 
-def synthetic_outputs(name, db_dir, data, sets, encoding):
+def synthetic_outputs(name: str, db_dir: str, data: dict, sets: dict, encoding) -> list:
     """The Outputs of cifar10 / digits from the loaded data and synthetic_label_sets."""
     (train_images, train_labels, train_names), test = data["train"], data["test"]
     train_names = np.array(train_names)

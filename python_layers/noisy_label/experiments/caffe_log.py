@@ -8,6 +8,7 @@ import csv
 import datetime
 import io
 import re
+from typing import Optional
 
 from noisy_label.io import atomic
 
@@ -28,7 +29,7 @@ def _seconds(match, start):
     return (t - start[0]).total_seconds()
 
 
-def parse(text):
+def parse(text: str) -> dict:
     """{"train": [...], "test": [...]} rows of a Caffe log; see the module docstring."""
     train, test = [], []
     start, seconds = [None], 0.0
@@ -60,7 +61,7 @@ def parse(text):
     return {"train": train, "test": test}
 
 
-def to_csv(rows):
+def to_csv(rows) -> str:
     """CSV text of a list of row dicts (columns in first-seen order)."""
     columns = []
     for row in rows:
@@ -72,7 +73,7 @@ def to_csv(rows):
     return out.getvalue()
 
 
-def final_test(text, key="accuracy"):
+def final_test(text: str, key="accuracy") -> Optional[float]:
     """The last test value `key` of a training log, or of a `caffe test` log; None if absent."""
     rows = parse(text)["test"]
     values = [r[key] for r in rows if key in r]
@@ -83,7 +84,7 @@ def final_test(text, key="accuracy"):
     return float(m[-1]) if m else None
 
 
-def plot_curves(curves, path, key="accuracy", title=None, ax=None):
+def plot_curves(curves, path: str, key="accuracy", title: Optional[str] = None, ax=None):
     """Plot test `key` against iteration for {label: log text} into `ax`, or a new PNG at `path`."""
     import matplotlib
     matplotlib.use("Agg")
@@ -105,7 +106,7 @@ def plot_curves(curves, path, key="accuracy", title=None, ax=None):
         save_png(fig, path)
 
 
-def save_png(fig, path):
+def save_png(fig, path: str) -> None:
     """Save a matplotlib figure as PNG via a temporary name, and close it."""
     import matplotlib.pyplot as plt
     fig.tight_layout()

@@ -6,11 +6,12 @@ As the original's copy_params.py, a copy takes the renames it is given plus ever
 both nets have by the same name.
 """
 import os
+from typing import List, Optional, Tuple
 
 from noisy_label.io import atomic
 
 
-def parse_layer_map(entries):
+def parse_layer_map(entries) -> List[Tuple[str, str]]:
     """[(source layer, target layer)] from ["conv1:conv1_clean", "ip1"] (a bare name maps to
     itself); one source may go to several targets."""
     pairs = []
@@ -22,7 +23,7 @@ def parse_layer_map(entries):
     return pairs
 
 
-def layer_map(source_layers, target_layers, renames=()):
+def layer_map(source_layers, target_layers, renames=()) -> List[Tuple[str, str]]:
     """[(source layer, target layer)], sorted: `renames` ({source: target} or pairs; a source
     may go to several targets) plus every layer in both source_layers and target_layers,
     mapped to itself. Renaming a layer that the target has by its own name is a ValueError."""
@@ -36,7 +37,8 @@ def layer_map(source_layers, target_layers, renames=()):
     return sorted(pairs)
 
 
-def copy_blobs(source_params, target_params, pairs, source_name="source", target_name="target"):
+def copy_blobs(source_params, target_params, pairs, source_name: str = "source",
+               target_name: str = "target") -> None:
     """Copy params[source][i].data into params[target][i].data for each pair of `pairs`.
 
     pairs: {source: target} or [(source, target)]. source_params, target_params: pycaffe
@@ -61,14 +63,14 @@ def copy_blobs(source_params, target_params, pairs, source_name="source", target
             target_blob.data[...] = source_blob.data
 
 
-def blob_shape(blob):
+def blob_shape(blob) -> tuple:
     """The shape of a BlobProto: its `shape`, else the legacy num/channels/height/width."""
     if blob.HasField("shape"):
         return tuple(blob.shape.dim)
     return (blob.num, blob.channels, blob.height, blob.width)
 
 
-def load_weights(params, path, net_name="net"):
+def load_weights(params, path: str, net_name: str = "net") -> List[str]:
     """Copy a .caffemodel's blobs into pycaffe `Net.params` by layer name, as Caffe's
     CopyTrainedLayersFrom does, but a file that does not parse or a blob that does not fit is
     a ValueError naming the file, the layer and the shapes (Caffe would abort the process).
@@ -101,8 +103,8 @@ def load_weights(params, path, net_name="net"):
     return copied
 
 
-def copy_params(source_net, source_weights, target_net, target_weights_out, renames=(),
-                target_weights_in=None):
+def copy_params(source_net: str, source_weights: str, target_net: str, target_weights_out: str,
+                renames=(), target_weights_in: Optional[str] = None) -> List[Tuple[str, str]]:
     """Load the source net with its weights and the target net (with target_weights_in, else its
     fillers), copy `renames` and the same-name layers (layer_map), save the target's weights to
     target_weights_out. Returns the {source: target} map that was copied."""

@@ -13,6 +13,7 @@ Only stock layer types and `type: "Python"` layers from `noisy_label.layers`.
 """
 import json
 import os
+from typing import List, Optional
 
 from google.protobuf import text_format
 
@@ -29,14 +30,14 @@ from noisy_label.experiments.towers import (
 )
 
 
-def _net(name):
+def _net(name: str):
     from caffe.proto import caffe_pb2
     net = caffe_pb2.NetParameter()
     net.name = name
     return net
 
 
-def _data(net, ds, files, name, tops, lmdb, phase, batch, transform=True):
+def _data(net, ds, files, name: str, tops, lmdb: str, phase, batch, transform=True):
     params = dict(data_param=dict(source=files.lmdb(lmdb), batch_size=batch, backend=1),
                   include=[{"phase": phase}])
     if transform:
@@ -47,7 +48,7 @@ def _data(net, ds, files, name, tops, lmdb, phase, batch, transform=True):
     add_layer(net, name, "Data", top=tops, **params)
 
 
-def _loss(net, name, logits, label, weight=None, ignore=True, **extra):
+def _loss(net, name: str, logits, label, weight=None, ignore=True, **extra):
     params = dict(extra)
     if ignore:
         # -1 marks "no such label" in the mixed set; normalise by the whole batch as the original.
@@ -64,7 +65,7 @@ def _accuracy(net, logits, label):
 class Files(object):
     """Where a dataset's LMDBs, mean file, matrix C and snapshots live, as written into prototxt."""
 
-    def __init__(self, name, exp=None):
+    def __init__(self, name: str, exp: Optional[str] = None):
         root = exp or os.path.join(paths.REPO_ROOT, paths.DEFAULT_EXP)
         # The committed prototxt names them relative to the repository root, where caffe runs.
         self.rel = (lambda p: os.path.relpath(p, paths.REPO_ROOT)) if exp is None else os.path.abspath
@@ -73,11 +74,11 @@ class Files(object):
         self.matrix_c = self.rel(paths.matrix_c_file(name, root))
         self.snapshots = self.rel(paths.snapshot_dir(name, root))
 
-    def lmdb(self, db):
+    def lmdb(self, db: str) -> str:
         return self.rel(paths.lmdb_path(self.name, db, self.root))
 
 
-def clean_net(ds, files, train_lmdb=paths.CLEAN_TRAIN, name="clean"):
+def clean_net(ds, files, train_lmdb=paths.CLEAN_TRAIN, name: str = "clean"):
     """The clean-label classifier (also the noisy-as-truth net, on the mixed set)."""
     net = _net("%s_%s" % (ds.name, name))
     _data(net, ds, files, "data", ["data", "label"], train_lmdb, TRAIN, ds.train_batch)
@@ -103,8 +104,8 @@ def ntype_net(ds, files):
     return net
 
 
-def noisy_label_loss_net(ds, files, clean_weight=1.0, ntype_weight=1.0, update_noise_lr=1.0,
-                         name="noisy_label_loss"):
+def noisy_label_loss_net(ds, files, clean_weight: float = 1.0, ntype_weight: float = 1.0,
+                         update_noise_lr: float = 1.0, name: str = "noisy_label_loss"):
     """The joint net of the paper, trained on the four aligned mixed LMDBs."""
     net = _net("%s_%s" % (ds.name, name))
     _data(net, ds, files, "data", ["data"], paths.MIXED_IMAGES, TRAIN, ds.train_batch)
@@ -140,7 +141,8 @@ def test_net(ds, files):
     return net
 
 
-def solver(ds, files, stage, net_file, test_lmdb, prefix, seed=1, settings=None):
+def solver(ds, files, stage: str, net_file: str, test_lmdb: str, prefix: str, seed: int = 1,
+           settings: Optional[dict] = None):
     """SolverParameter for a training stage; solver_mode is left at its default (as BVLC's
     examples). test_iter covers `test_lmdb` once unless the schedule or SET gives one; prefix:
     the snapshot prefix's file stem. settings: solver fields from settings.parse ({field: v}
@@ -168,7 +170,7 @@ def solver(ds, files, stage, net_file, test_lmdb, prefix, seed=1, settings=None)
     return sp
 
 
-def read_prototxt(path, message):
+def read_prototxt(path: str, message):
     """Merge a prototxt file into `message`; ValueError naming the file (and line) if it fails."""
     try:
         with open(path) as f:
@@ -180,5 +182,5 @@ def read_prototxt(path, message):
     return message
 
 
-def learnable_layers(net):
+def learnable_layers(net) -> List[str]:
     return [layer.name for layer in net.layer if layer.type in ("Convolution", "InnerProduct")]

@@ -16,6 +16,7 @@ import re
 import shutil
 import signal
 import subprocess
+from typing import Optional, Tuple
 
 from tqdm import tqdm
 
@@ -43,7 +44,8 @@ class Experiment(object):
     keep_snapshots: keep only the newest K intermediate snapshots of each stage (None: all).
     """
 
-    def __init__(self, name, exp=None, gpu=None, seed=1, settings=None, keep_snapshots=None):
+    def __init__(self, name: str, exp: Optional[str] = None, gpu=None, seed: int = 1,
+                 settings: Optional[dict] = None, keep_snapshots=None):
         self.name = datasets.get_dataset(name).name
         self.base = paths.exp_root(exp)
         self.exp = paths.seed_root(self.base, seed)
@@ -62,22 +64,22 @@ class Experiment(object):
 
     # ---- files ----
 
-    def solver_file(self, stage):
+    def solver_file(self, stage: str) -> str:
         return os.path.join(self.prototxt_dir, stages.solver_file_name(self.name, stage))
 
-    def solver(self, stage):
+    def solver(self, stage: str):
         from caffe.proto import caffe_pb2
         return nets.read_prototxt(self.solver_file(stage), caffe_pb2.SolverParameter())
 
-    def final(self, stage, ext=".caffemodel"):
+    def final(self, stage: str, ext: str = ".caffemodel") -> str:
         """The snapshot a stage ends with: <snapshot_prefix>_iter_<max_iter><ext>."""
         solver = self.solver(stage)
         return snapshots.path(self._abs(solver.snapshot_prefix), solver.max_iter, ext)
 
-    def init_weights(self):
+    def init_weights(self) -> str:
         return paths.init_weights(self.name, self.exp)
 
-    def initial_weights(self):
+    def initial_weights(self) -> str:
         """The dataset's initial weights (Clothing1M: ImageNet CaffeNet), under EXP/snapshots/."""
         file_name, url = datasets.get_dataset(self.name).initial_weights
         path = os.path.join(self.base, "snapshots", file_name)
@@ -87,7 +89,7 @@ class Experiment(object):
 
     # ---- stages ----
 
-    def start(self, stage):
+    def start(self, stage: "stages.Stage") -> Optional[Tuple[str, str]]:
         """(flag, path) a training stage starts from: ("-weights", W), ("-snapshot", S) or None."""
         if stage.start is None:
             return None
@@ -110,13 +112,13 @@ class Experiment(object):
                 steps.append((stage.name, functools.partial(self.test, stage.of)))
         return steps
 
-    def _train_stage(self, stage):
+    def _train_stage(self, stage: "stages.Stage") -> str:
         start = self.start(stage)
         flag, path = start if start else (None, None)
         return self.train(stage.name, weights=path if flag == "-weights" else None,
                           snapshot=path if flag == "-snapshot" else None)
 
-    def run(self, only=None):
+    def run(self, only=None) -> None:
         """Run the stages in order (or just those named in `only`)."""
         names = [name for name, _ in self.stages()]
         for name in only or ():
@@ -127,7 +129,7 @@ class Experiment(object):
             if not only or name in only:
                 step()
 
-    def signature(self, stage, start):
+    def signature(self, stage: str, start) -> dict:
         """What a training stage is trained from: its solver and net text, the LMDBs' manifest
         (make lmdb), the weights or solver state it starts from (by content)."""
         solver_file = self.solver_file(stage)
@@ -137,7 +139,7 @@ class Experiment(object):
                                                    paths.MANIFEST)),
                 "start": manifest.content_signature(start)}
 
-    def _up_to_date(self, stage, signature, done, stale=()):
+    def _up_to_date(self, stage: str, signature, done, stale=()):
         """True if `stage`'s record says it finished from `signature` and `done` exists; else
         records `signature` as begun, after removing the `stale` files of an older one."""
         record_path = paths.stage_manifest(self.name, stage, self.exp)
@@ -161,13 +163,13 @@ class Experiment(object):
         manifest.save(record_path, {"signature": signature, "complete": False})
         return False
 
-    def _completed(self, stage):
+    def _completed(self, stage: str):
         record_path = paths.stage_manifest(self.name, stage, self.exp)
         record = manifest.load(record_path)
         record["complete"] = True
         manifest.save(record_path, record)
 
-    def train(self, stage, weights=None, snapshot=None):
+    def train(self, stage: str, weights: Optional[str] = None, snapshot: Optional[str] = None) -> str:
         """`caffe train` for one stage: skipped when done, resumed when it stopped early."""
         solver = self.solver(stage)
         prefix = self._abs(solver.snapshot_prefix)
@@ -214,7 +216,7 @@ class Experiment(object):
         self._completed(stage)
         return final
 
-    def init(self):
+    def init(self) -> str:
         """Copy the trained clean net into the `*_clean` tower and the noise-type net into `*_ntype`."""
         from noisy_label.experiments import net_surgery
         target = self.init_weights()
@@ -241,11 +243,11 @@ class Experiment(object):
         self._completed("init")
         return target
 
-    def joint_stage(self):
+    def joint_stage(self) -> str:
         """The training stage whose net the init step fills."""
         return [s for s in stages.stages(self.name) if s.kind == "init"][0].into
 
-    def test(self, stage):
+    def test(self, stage: str) -> float:
         """`caffe test` of the final model on the held-out set (the `*_clean` tower), over
         every record of its LMDB: ceil(records / batch_size) iterations, read off the net."""
         from caffe.proto import caffe_pb2
@@ -270,10 +272,11 @@ class Experiment(object):
 
     # ---- running caffe ----
 
-    def _abs(self, path):
+    def _abs(self, path: str):
         return path if os.path.isabs(path) else os.path.join(paths.REPO_ROOT, path)
 
-    def caffe(self, args, stage, total, initial=0, append=False, prune=None):
+    def caffe(self, args, stage: str, total: Optional[int], initial: int = 0, append: bool = False,
+              prune=None) -> str:
         """Run the caffe tool, log to <log_dir>/<stage>.log (appended to when `append`), show
         progress; return the log. Ctrl-C / SIGTERM: Caffe snapshots and stops (its
         -sigint_effect), then StageInterrupted. prune: (prefix, after, before) of snapshots
@@ -373,7 +376,7 @@ def _progress(bar, line):
         bar.set_postfix_str("test accuracy %s" % line.rsplit("=", 1)[1].strip())
 
 
-def fetch(url, path):
+def fetch(url: str, path: str) -> None:
     """Download url to path; a StageError saying where to put the file when offline."""
     try:
         download.fetch(url, path)
@@ -382,7 +385,7 @@ def fetch(url, path):
                          % (url, e, path))
 
 
-def gpu_available():
+def gpu_available() -> bool:
     """True when nvidia-smi lists a GPU and the Caffe build is not CPU_ONLY."""
     if shutil.which("nvidia-smi") is None:
         return False

@@ -4,6 +4,7 @@ Reads the Caffe logs that `noisy_label.pipeline` wrote under each seed's experim
 writes `report.md` (a table, mean ± std over seeds) and `report.png` (test-accuracy curves).
 """
 import os
+from typing import Dict, Optional
 
 import numpy as np
 
@@ -12,7 +13,7 @@ from noisy_label.experiments import caffe_log, stages
 from noisy_label.io import blob_io
 
 
-def stage_accuracies(name, exp):
+def stage_accuracies(name: str, exp: Optional[str]) -> Dict[str, float]:
     """{stage: final test accuracy} from the training logs under one experiment root."""
     log_dir = paths.log_dir(name, exp)
     out = {}
@@ -26,7 +27,7 @@ def stage_accuracies(name, exp):
     return out
 
 
-def summarize(name, exps):
+def summarize(name: str, exps) -> dict:
     """{stage: array of final accuracies, one per experiment root that has the stage}."""
     per_seed = [stage_accuracies(name, exp) for exp in exps]
     if not any(per_seed):
@@ -37,7 +38,7 @@ def summarize(name, exps):
             for stage in stages.stage_nets(name) if any(stage in acc for acc in per_seed)}
 
 
-def _label(name, stage):
+def _label(name: str, stage: str):
     return stages.stage(name, stage).label
 
 
@@ -46,13 +47,13 @@ def _references():
     return [ds for ds in map(datasets.get_dataset, datasets.names()) if ds.reference_accuracy]
 
 
-def _ref(name, reference, stage):
+def _ref(name: str, reference, stage: str):
     """The original release's figure on dataset `reference` for the role `stage` plays."""
     value = reference.reference_accuracy.get(stages.stage(name, stage).role)
     return "%.3f" % value if value is not None else "–"
 
 
-def markdown(name, summary, seeds):
+def markdown(name: str, summary, seeds) -> str:
     """The report's table as Markdown."""
     lines = ["# %s: test accuracy per stage" % name, "",
              "Mean ± std over %d seed(s) (%s); final test accuracy of each stage's training log."
@@ -74,7 +75,7 @@ def markdown(name, summary, seeds):
     return "\n".join(lines)
 
 
-def claim(name, summary):
+def claim(name: str, summary) -> Optional[str]:
     """Whether ours beats both baselines on average, as a sentence (None without the stages)."""
     roles = {stages.stage(name, stage).role: stage for stage in summary}
     ours = summary.get(roles.get("ours"))
@@ -88,7 +89,7 @@ def claim(name, summary):
         _label(name, best), margin)
 
 
-def write(name, exps, seeds, out_dir):
+def write(name: str, exps, seeds, out_dir: str) -> str:
     """Write report.md and report.png into out_dir; return the Markdown."""
     summary = summarize(name, exps)
     os.makedirs(out_dir, exist_ok=True)

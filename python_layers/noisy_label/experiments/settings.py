@@ -9,7 +9,7 @@ SOLVER_FIELDS = ("base_lr", "lr_policy", "gamma", "power", "stepsize", "max_iter
                  "momentum2", "rms_decay")
 
 
-def parse(text, stages):
+def parse(text: str, stages) -> dict:
     """{key: value} of SET="train_batch=64 max_iter=2000 clean.snapshot=100" for a dataset
     whose training stages are `stages`; ValueError naming the item that is not one."""
     import yaml

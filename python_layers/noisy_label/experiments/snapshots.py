@@ -8,16 +8,17 @@ and names a `.caffemodel` that exists marks a complete snapshot: that is the one
 import glob
 import os
 import re
+from typing import List, Optional, Tuple
 
 _ITER = re.compile(r"_iter_(\d+)\.solverstate$")
 
 
-def path(prefix, iteration, ext=".caffemodel"):
+def path(prefix: str, iteration: int, ext: str = ".caffemodel") -> str:
     """The file Caffe writes for `prefix` at `iteration`."""
     return "%s_iter_%d%s" % (prefix, iteration, ext)
 
 
-def listed(prefix):
+def listed(prefix: str) -> List[Tuple[int, str]]:
     """[(iteration, solverstate path)] of `prefix`, newest first."""
     found = []
     for state in glob.glob(glob.escape(prefix) + "_iter_*.solverstate"):
@@ -27,7 +28,7 @@ def listed(prefix):
     return sorted(found, reverse=True)
 
 
-def check_solverstate(state, base_dir=None):
+def check_solverstate(state: str, base_dir: Optional[str] = None) -> int:
     """The iteration of a complete `.solverstate`; ValueError naming the file when it is not.
 
     base_dir: where a relative `learned_net` is found (Caffe's working directory).
@@ -56,7 +57,8 @@ def check_solverstate(state, base_dir=None):
     return message.iter
 
 
-def latest(prefix, after=0, until=None, base_dir=None, skipped=None):
+def latest(prefix: str, after: int = 0, until: Optional[int] = None,
+           base_dir: Optional[str] = None, skipped=None) -> Optional[Tuple[int, str]]:
     """(iteration, solverstate) of the newest complete snapshot with after < iteration <=
     until (None: any), or None. Incomplete ones are skipped, their reasons appended to
     `skipped` (a list) when given."""
@@ -73,7 +75,7 @@ def latest(prefix, after=0, until=None, base_dir=None, skipped=None):
     return None
 
 
-def remove(prefix, after=0, until=None):
+def remove(prefix: str, after: int = 0, until: Optional[int] = None) -> List[str]:
     """Delete the snapshots of `prefix` with after < iteration <= until; the paths removed."""
     removed = []
     for iteration, state in listed(prefix):
@@ -86,7 +88,7 @@ def remove(prefix, after=0, until=None):
     return removed
 
 
-def prune(prefix, keep, after=0, before=None):
+def prune(prefix: str, keep: int, after: int = 0, before: Optional[int] = None) -> List[str]:
     """Keep the newest `keep` snapshots with after < iteration < before; delete older ones.
     Returns the paths removed."""
     inside = [i for i, _ in listed(prefix) if i > after and (before is None or i < before)]

@@ -41,17 +41,17 @@ class Stage(object):
     figures: Dataset.reference_accuracy).
     """
 
-    def __init__(self, name, kind="train", net=None, build=None, start=None, tests="val_lmdb",
-                 prefix=None, role=None, of=None, into=None):
+    def __init__(self, name: str, kind="train", net=None, build=None, start=None, tests="val_lmdb",
+                 prefix: Optional[str] = None, role=None, of=None, into=None):
         self.name, self.kind, self.net, self.build, self.start = name, kind, net, build, start
         self.tests, self.prefix, self.role = tests, prefix or name, role
         self.of, self.into = of, into    # test: the stage tested; init: the joint stage
 
     @property
-    def label(self):
+    def label(self) -> str:
         return ROLE_LABELS.get(self.role, self.name)
 
-    def solver_file(self):
+    def solver_file(self) -> str:
         """`<net>_solver.prototxt` with _trainval -> _solver, e.g. noisy_label_loss_solver.stage1."""
         return self.net.replace("_trainval", "_solver") + ".prototxt"
 
@@ -103,7 +103,7 @@ def stages(name: str) -> List[Stage]:
     return WORKFLOWS[datasets.get_dataset(name).workflow]()
 
 
-def stage(name, stage_name):
+def stage(name: str, stage_name: str) -> Stage:
     """One Stage of dataset `name` by its name; ValueError listing the stages."""
     table = stages(name)
     for s in table:
@@ -113,26 +113,26 @@ def stage(name, stage_name):
                      % (stage_name, name, ", ".join(s.name for s in table)))
 
 
-def training(name):
+def training(name: str) -> List[Stage]:
     """The training stages of dataset `name`, in order."""
     return [s for s in stages(name) if s.kind == "train"]
 
 
-def stage_nets(name):
+def stage_nets(name: str) -> Dict[str, str]:
     """{training stage: its trainval net's file stem}, in workflow order."""
     return {s.name: s.net for s in training(name)}
 
 
-def solver_file_name(name, stage_name):
+def solver_file_name(name: str, stage_name: str) -> str:
     return stage(name, stage_name).solver_file()
 
 
-def parse_settings(text, name):
+def parse_settings(text: str, name: str) -> dict:
     """settings.parse for dataset `name`'s training stages."""
     return settings_mod.parse(text, [s.name for s in training(name)])
 
 
-def init_layer_maps(name):
+def init_layer_maps(name: str) -> List[Tuple[str, Dict[str, str]]]:
     """[(source stage, {source layer: joint-net layer})] that initialise the joint net.
 
     As the original release's init step, whose copy_params.py adds every layer the two nets
@@ -195,7 +195,8 @@ def experiment(name: str, exp: Optional[str] = None, seed: int = 1,
     return out_dir, out
 
 
-def write_dataset(name, exp=None, seed=1, settings=None):
+def write_dataset(name: str, exp: Optional[str] = None, seed: int = 1,
+                  settings: Optional[dict] = None) -> str:
     """Write a dataset's prototxts (into prototxt/<name>, or $EXP/prototxt/<name> for another
     root); unchanged files are left as they are."""
     from noisy_label.io.blob_io import atomic_write_bytes

@@ -1,6 +1,8 @@
 """Prototxt building blocks (in the spirit of caffe.net_spec) and the towers: one definition
 per architecture, its layer names taking a suffix, so that the clean net, the noise-type net
 and the joint net's two towers are the same layers under other names."""
+from typing import Optional
+
 from noisy_label.core.noisy_loss import NUM_NOISE_TYPES  # noqa: F401  (nets and benches use it)
 
 TRAIN, TEST = 0, 1
@@ -23,7 +25,7 @@ def _assign(message, params):
             setattr(message, key, value)
 
 
-def add_layer(net, name, type_, bottom=(), top=None, **params):
+def add_layer(net, name: str, type_: str, bottom=(), top=None, **params):
     """Append a LayerParameter to `net`; `top` defaults to [name]."""
     layer = net.layer.add()
     layer.name, layer.type = name, type_
@@ -33,7 +35,7 @@ def add_layer(net, name, type_, bottom=(), top=None, **params):
     return layer
 
 
-def _learnable(lr_mult=1, std=0.01, bias=0.0, bias_decay=0):
+def _learnable(lr_mult: int = 1, std: float = 0.01, bias: float = 0.0, bias_decay: int = 0):
     """param / filler settings for a conv or inner-product layer (biases: 2x lr, bias_decay)."""
     return dict(param=[{"lr_mult": lr_mult, "decay_mult": 1},
                        {"lr_mult": 2 * lr_mult, "decay_mult": bias_decay}],
@@ -41,8 +43,9 @@ def _learnable(lr_mult=1, std=0.01, bias=0.0, bias_decay=0):
                         "bias_filler": {"type": "constant", "value": bias}})
 
 
-def conv(net, name, bottom, num_output, kernel_size, std, pad=0, stride=1, group=1, bias=0.0,
-         lr_mult=1, bias_decay=0, **extra):
+def conv(net, name: str, bottom, num_output: int, kernel_size: int, std: float, pad: int = 0,
+         stride: int = 1, group: int = 1, bias: float = 0.0, lr_mult: int = 1, bias_decay: int = 0,
+         **extra):
     spec = _learnable(lr_mult, std, bias, bias_decay)
     cp = dict(num_output=num_output, kernel_size=[kernel_size], pad=[pad], stride=[stride],
               group=group, **spec["filler"])
@@ -50,17 +53,18 @@ def conv(net, name, bottom, num_output, kernel_size, std, pad=0, stride=1, group
                      convolution_param=cp, **extra)
 
 
-def fc(net, name, bottom, num_output, std, bias=0.0, lr_mult=1, bias_decay=0, **extra):
+def fc(net, name: str, bottom, num_output: int, std: float, bias: float = 0.0, lr_mult: int = 1,
+       bias_decay: int = 0, **extra):
     spec = _learnable(lr_mult, std, bias, bias_decay)
     return add_layer(net, name, "InnerProduct", [bottom], param=spec["param"],
                      inner_product_param=dict(num_output=num_output, **spec["filler"]), **extra)
 
 
-def relu(net, name, blob, **extra):
+def relu(net, name: str, blob: str, **extra):
     return add_layer(net, name, "ReLU", [blob], [blob], **extra)
 
 
-def pool(net, name, bottom, method, kernel_size=3, stride=2, **extra):
+def pool(net, name: str, bottom: str, method: int, kernel_size: int = 3, stride: int = 2, **extra):
     return add_layer(net, name, "Pooling", [bottom],
                      pooling_param=dict(pool=method, kernel_size=kernel_size, stride=stride), **extra)
 
@@ -70,8 +74,9 @@ POOL_MAX, POOL_AVE = 0, 1
 # ---- towers: each returns (name of its output blob, names of its conv layers) --------
 
 
-def cifar_quick_tower(net, data, num_output, suffix="", head_suffix=None, head_lr_mult=1,
-                      bias_decay=0, **extra):
+def cifar_quick_tower(net, data: str, num_output: int, suffix: str = "",
+                      head_suffix: Optional[str] = None, head_lr_mult: int = 1,
+                      bias_decay: int = 0, **extra):
     """BVLC's CIFAR-10 quick net. Layers conv1..conv3, ip1, ip2 + suffix (head: head_suffix)."""
     s, h = suffix, suffix if head_suffix is None else head_suffix
     learn = dict(extra, bias_decay=bias_decay)
@@ -89,8 +94,9 @@ def cifar_quick_tower(net, data, num_output, suffix="", head_suffix=None, head_l
     return "ip2" + h, ["conv1", "conv2", "conv3"]
 
 
-def digits_tower(net, data, num_output, suffix="", head_suffix=None, head_lr_mult=1,
-                 bias_decay=0, **extra):
+def digits_tower(net, data: str, num_output: int, suffix: str = "",
+                 head_suffix: Optional[str] = None, head_lr_mult: int = 1, bias_decay: int = 0,
+                 **extra):
     """A small conv net for the 8x8 digits: conv1, conv2 (3x3), ip1 (64), ip2."""
     s, h = suffix, suffix if head_suffix is None else head_suffix
     learn = dict(extra, bias_decay=bias_decay)
@@ -106,8 +112,10 @@ def digits_tower(net, data, num_output, suffix="", head_suffix=None, head_lr_mul
     return "ip2" + h, ["conv1", "conv2"]
 
 
-def caffenet_tower(net, data, num_output, suffix="", head_suffix=None, head_lr_mult=1,
-                   fc7_outputs=4096, fc67_suffix=None, bias_decay=0, **extra):
+def caffenet_tower(net, data: str, num_output: int, suffix: str = "",
+                   head_suffix: Optional[str] = None, head_lr_mult: int = 1,
+                   fc7_outputs: int = 4096, fc67_suffix: Optional[str] = None, bias_decay: int = 0,
+                   **extra):
     """BVLC reference CaffeNet: conv1..conv5 + suffix, fc6/fc7 + fc67_suffix, fc8 + head_suffix.
 
     The clean net keeps ImageNet's names up to fc7 (so `-weights` CaffeNet fills them);

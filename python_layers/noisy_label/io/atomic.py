@@ -5,10 +5,11 @@ way: io.lmdb_io.LmdbWriter.)"""
 import contextlib
 import os
 import tempfile
+from typing import Iterator
 
 
 @contextlib.contextmanager
-def atomic_path(path):
+def atomic_path(path: str) -> Iterator[str]:
     """Yield a temporary file name beside `path` to write; rename it to `path` on success.
 
     The file gets the permissions open() would give it (the umask's), not mkstemp's 0600.
@@ -31,13 +32,13 @@ def atomic_path(path):
         raise
 
 
-def write_bytes(path, data):
+def write_bytes(path: str, data: bytes) -> None:
     """Write bytes to `path` atomically."""
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
 
 
-def write_text(path, text):
+def write_text(path: str, text: str) -> None:
     """Write text (UTF-8) to `path` atomically."""
     write_bytes(path, text.encode("utf-8"))

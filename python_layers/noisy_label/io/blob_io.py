@@ -8,12 +8,12 @@ import numpy as np
 from noisy_label.io import atomic
 
 
-def atomic_write_bytes(path, data):
+def atomic_write_bytes(path: str, data: bytes) -> None:
     """Write bytes to `path` via a temporary file in the same directory, then rename."""
     atomic.write_bytes(path, data)
 
 
-def write_blobproto(path, array):
+def write_blobproto(path: str, array: np.ndarray) -> None:
     """Save a float array as a BlobProto with its shape (BVLC's `shape` field)."""
     from caffe.proto import caffe_pb2
     array = np.asarray(array, dtype=np.float32)
@@ -23,7 +23,7 @@ def write_blobproto(path, array):
     atomic_write_bytes(path, blob.SerializeToString())
 
 
-def read_blobproto(path):
+def read_blobproto(path: str) -> np.ndarray:
     """Load a BlobProto as a float32 array, shaped by `shape` or the legacy num/channels/height/width."""
     from caffe.proto import caffe_pb2
     from google.protobuf.message import DecodeError

@@ -13,6 +13,7 @@ without a second pass over the database.
 import multiprocessing
 import os
 import signal
+from typing import Iterable, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -27,7 +28,7 @@ class BadImageError(ValueError):
     """An image that is missing or cannot be decoded."""
 
 
-def read_image_list(path, num_classes=None):
+def read_image_list(path: str, num_classes: Optional[int] = None) -> List[Tuple[str, int]]:
     """[(image path, label)] from a list file of `path label` lines (convert_imageset's format).
 
     The label is the last space-separated field, so paths may contain spaces. Raises
@@ -54,7 +55,7 @@ def read_image_list(path, num_classes=None):
     return items
 
 
-def read_label_list(path, num_classes=None):
+def read_label_list(path: str, num_classes: Optional[int] = None) -> np.ndarray:
     """Labels (M,) int64 from the last field of each line (`[name] label`); -1 = no label."""
     labels = []
     for number, line in text_io.numbered_lines(path):
@@ -74,13 +75,13 @@ def read_label_list(path, num_classes=None):
     return np.array(labels, np.int64)
 
 
-def write_image_list(path, items):
+def write_image_list(path: str, items: Iterable[tuple]) -> None:
     """Write [(path, label, ...)] as space-separated lines, via a temporary name."""
     atomic.write_text(path, "".join(" ".join(str(field) for field in item) + "\n"
                                     for item in items))
 
 
-def load_image(path, resize=None, gray=False):
+def load_image(path: str, resize: Optional[Tuple[int, int]] = None, gray: bool = False) -> np.ndarray:
     """The image at `path` as (H, W, C) uint8 in OpenCV's channel order (BGR), resized to
     (height, width) when `resize` is given; raises BadImageError naming the file."""
     try:
@@ -96,7 +97,7 @@ def load_image(path, resize=None, gray=False):
     return image.reshape(image.shape[0], image.shape[1], -1)
 
 
-def jpeg_roundtrip(images, quality):
+def jpeg_roundtrip(images: np.ndarray, quality: int) -> np.ndarray:
     """Images (M, 3, H, W) uint8 BGR as the original CIFAR-10 pipeline left them: written as
     JPEG by scipy.misc.imsave (Pillow, `quality`), read back by convert_imageset (OpenCV)."""
     import io
@@ -112,7 +113,7 @@ def jpeg_roundtrip(images, quality):
     return out
 
 
-def image_datum(image, label, encoding=None):
+def image_datum(image: np.ndarray, label: int, encoding: Optional[str] = None):
     """Serialized Datum of an (H, W, C) uint8 image: raw channel-major pixels, or encoded."""
     if encoding:
         ok, buf = cv2.imencode("." + encoding, image)

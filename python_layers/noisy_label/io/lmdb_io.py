@@ -6,6 +6,7 @@ starts small and doubles whenever LMDB reports it full.
 """
 import os
 import shutil
+from typing import Iterator, Sequence, Tuple, Union
 
 import lmdb
 import numpy as np
@@ -15,7 +16,7 @@ INITIAL_MAP_SIZE = 1 << 26  # 64 MiB; grown by doubling as needed
 COMMIT_BYTES = 1 << 25       # commit at least every 32 MiB of records
 
 
-def image_datum(image, label):
+def image_datum(image: np.ndarray, label: int) -> "caffe_pb2.Datum":
     """Datum of raw pixels. image: (C, H, W) uint8; label: int."""
     image = np.asarray(image)
     if image.ndim != 3 or image.dtype != np.uint8:
@@ -29,7 +30,7 @@ def image_datum(image, label):
     return datum
 
 
-def encoded_datum(data, label):
+def encoded_datum(data: bytes, label: int) -> "caffe_pb2.Datum":
     """Datum of an encoded (JPEG/PNG) image, as convert_imageset -encoded writes it."""
     datum = caffe_pb2.Datum()
     datum.data = bytes(data)
@@ -38,16 +39,17 @@ def encoded_datum(data, label):
     return datum
 
 
-def image_key(index, path):
+def image_key(index: int, path: str) -> str:
     """convert_imageset's key: the record number, then the image's path."""
     return "%08d_%s" % (index, path)
 
 
-def label_key(index):
+def label_key(index: int) -> str:
+    """A label LMDB's key: the record number."""
     return "%08d" % index
 
 
-def label_datum(value):
+def label_datum(value: float) -> "caffe_pb2.Datum":
     """Datum holding one label as a single float_data value, shape 1x1x1."""
     datum = caffe_pb2.Datum()
     datum.channels = datum.height = datum.width = 1
@@ -80,7 +82,7 @@ class LmdbWriter(object):
         self.pending_bytes = 0
         self.count = 0
 
-    def put(self, key, datum):
+    def put(self, key: Union[str, bytes], datum: Union["caffe_pb2.Datum", bytes]) -> None:
         """Queue one record. key: str or bytes; datum: caffe_pb2.Datum (or bytes)."""
         if isinstance(key, str):
             key = key.encode("utf-8")
@@ -111,7 +113,7 @@ class LmdbWriter(object):
         self.count += len(self.pending)
         self.pending, self.pending_bytes = [], 0
 
-    def close(self):
+    def close(self) -> None:
         """Flush, close and move the finished database into place."""
         self._flush()
         self.env.sync(True)
@@ -119,7 +121,7 @@ class LmdbWriter(object):
         shutil.rmtree(self.path, ignore_errors=True)
         os.rename(self.tmp_path, self.path)
 
-    def abort(self):
+    def abort(self) -> None:
         self.env.close()
         shutil.rmtree(self.tmp_path, ignore_errors=True)
 
@@ -138,7 +140,7 @@ class LmdbWriter(object):
         return False
 
 
-def open_readonly(path):
+def open_readonly(path: str) -> lmdb.Environment:
     """The lmdb Environment of the LMDB at `path`, read-only; IOError naming it if there is none."""
     if not os.path.isfile(os.path.join(path, "data.mdb")):
         reason = ": %s has no data.mdb" % path if os.path.isdir(path) else \
@@ -152,7 +154,7 @@ def open_readonly(path):
         raise IOError("%s is not a readable LMDB: %s" % (path, e))
 
 
-def parse_datum(value, path, key):
+def parse_datum(value: bytes, path: str, key: bytes) -> "caffe_pb2.Datum":
     """caffe_pb2.Datum from a record's bytes; ValueError naming the LMDB and key if it is none."""
     from google.protobuf.message import DecodeError
     datum = caffe_pb2.Datum()
@@ -164,7 +166,7 @@ def parse_datum(value, path, key):
     return datum
 
 
-def read_datums(path):
+def read_datums(path: str) -> Iterator[Tuple[str, "caffe_pb2.Datum"]]:
     """Yield (key str, caffe_pb2.Datum) in key order."""
     env = open_readonly(path)
     try:
@@ -175,7 +177,7 @@ def read_datums(path):
         env.close()
 
 
-def write_label_lmdb(path, labels, desc=None):
+def write_label_lmdb(path: str, labels: Sequence[float], desc: Union[str, bool, None] = None) -> int:
     """Write labels (M,) as label Datums keyed %08d (-1 marks a missing label); return M."""
     from tqdm import tqdm
     with LmdbWriter(path) as db:
@@ -185,12 +187,12 @@ def write_label_lmdb(path, labels, desc=None):
     return len(labels)
 
 
-def datum_label(datum):
+def datum_label(datum: "caffe_pb2.Datum") -> float:
     """The label a Data layer yields: float_data[0] of a label Datum, else Datum.label."""
     return datum.float_data[0] if len(datum.float_data) == 1 and not datum.data else datum.label
 
 
-def count(path):
+def count(path: str) -> int:
     """Number of records in an LMDB."""
     env = open_readonly(path)
     try:
@@ -199,7 +201,7 @@ def count(path):
         env.close()
 
 
-def inspect_lmdb(path):
+def inspect_lmdb(path: str) -> dict:
     """{"count", "shapes": {(C, H, W) or "encoded": n}, "labels": {label: n}, "first_key", "last_key"}."""
     import collections
     shapes, labels = collections.Counter(), collections.Counter()

@@ -8,17 +8,18 @@ keeps one per output group in `db/<dataset>/manifest.json`; each training stage 
 import hashlib
 import json
 import os
+from typing import List, Optional
 
 from noisy_label.io.blob_io import atomic_write_bytes
 
 
-def file_signature(path):
+def file_signature(path: str) -> list:
     """[absolute path, size, mtime]: cheap, for large raw inputs read once."""
     stat = os.stat(path)
     return [os.path.abspath(path), stat.st_size, int(stat.st_mtime)]
 
 
-def sha256(path, chunk=1 << 22):
+def sha256(path: str, chunk: int = 1 << 22) -> str:
     """Hex SHA-256 of a file's bytes."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -27,14 +28,14 @@ def sha256(path, chunk=1 << 22):
     return digest.hexdigest()
 
 
-def content_signature(path):
+def content_signature(path: Optional[str]) -> Optional[dict]:
     """{"path", "sha256"} of a file, or None when `path` is None."""
     if path is None:
         return None
     return {"path": os.path.abspath(path), "sha256": sha256(path)}
 
 
-def load(path):
+def load(path: str) -> dict:
     """The JSON object recorded at `path`, {} when there is none; ValueError if unreadable."""
     if not os.path.isfile(path):
         return {}
@@ -48,12 +49,12 @@ def load(path):
     return record
 
 
-def save(path, record):
+def save(path: str, record: dict) -> None:
     """Write `record` as JSON at `path`, atomically."""
     atomic_write_bytes(path, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
 
 
-def changes(old, new, prefix=""):
+def changes(old: object, new: object, prefix: str = "") -> List[str]:
     """The dotted keys whose values differ between two signatures, e.g. ["lmdb.mixed.seed"]."""
     if isinstance(old, dict) and isinstance(new, dict):
         if set(old) == {"path", "sha256"} == set(new) and old != new:

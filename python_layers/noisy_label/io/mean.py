@@ -8,7 +8,7 @@ from tqdm import tqdm
 from noisy_label.io import blob_io, lmdb_io
 
 
-def datum_image(datum, lmdb_path="LMDB", key=b"?"):
+def datum_image(datum, lmdb_path: str = "LMDB", key: bytes = b"?") -> np.ndarray:
     """(C, H, W) uint8 pixels of an image Datum, decoding an encoded one."""
     where = "%s: record %s" % (lmdb_path, bytes(key).decode("utf-8", "replace"))
     if datum.encoded:
@@ -32,7 +32,7 @@ def _raw_prefix(datum):
     return header[:len(header) - size]
 
 
-def compute_mean(lmdb_path):
+def compute_mean(lmdb_path: str) -> np.ndarray:
     """(C, H, W) float64 per-pixel mean of the images in an LMDB; ValueError if sizes differ."""
     env = lmdb_io.open_readonly(lmdb_path)
     total = prefix = first_key = None
@@ -66,6 +66,6 @@ def compute_mean(lmdb_path):
     return total / count
 
 
-def write_mean_file(path, mean):
+def write_mean_file(path: str, mean: np.ndarray) -> None:
     """Save a (C, H, W) mean as a 1xCxHxW BlobProto."""
     blob_io.write_blobproto(path, np.asarray(mean)[None])

@@ -1,9 +1,10 @@
 """Reading the text inputs (label kv files, key lists, image lists, text matrices): the one
 line reader, whose errors name the file and the line."""
 import os
+from typing import Iterator, Tuple
 
 
-def numbered_lines(path):
+def numbered_lines(path: str) -> Iterator[Tuple[int, str]]:
     """Yield (line number, line) of a UTF-8 text file; OSError / ValueError naming the file
     (and the line) when it is missing, a directory, or not text."""
     if os.path.isdir(path):
