@@ -8,6 +8,7 @@
 #   make lmdb DATASET=digits|cifar10|clothing1M   LMDBs, mean file, matrix C in $EXP/db/<dataset>
 #   make train DATASET=digits|cifar10|clothing1M  the dataset's training stages (its stage table),
 #                                resumable; SEED=n SET="max_iter=2000" STAGE=s KEEP_SNAPSHOTS=k
+#   make relabel DATASET=...     corrected labels of the mixed set from the trained model (THRESHOLD=0.5)
 #   make bench                   the benchmarks in bench/ (ratios against the stock Caffe tools)
 #   make bench-gpu               the GPU benchmarks (Clothing1M nets, cuDNN, MPI vs NCCL)
 #   make docker | docker-cpu     the CUDA / CPU image (docker/); DOCKER=podman|buildah,
@@ -23,7 +24,7 @@ export EXP
 VENV := .venv
 IN_VENV := source $(VENV)/bin/activate &&
 
-.PHONY: help caffe venv test demo train bench clean docker docker-cpu lmdb
+.PHONY: help caffe venv test demo train bench clean docker docker-cpu lmdb relabel
 
 help:
 	@sed -n '1,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
@@ -56,7 +57,8 @@ bench-mpi: venv
 	$(IN_VENV) python bench/bench_mpi.py
 
 bench: venv bench-mpi
-	$(IN_VENV) python bench/bench_noisy_loss.py && python bench/bench_lmdb.py
+	$(IN_VENV) python bench/bench_noisy_loss.py && python bench/bench_lmdb.py && \
+		python bench/bench_relabel.py
 
 # On a GPU machine: the noisy-label loss in the Clothing1M joint net against two stock
 # SoftmaxWithLoss, images/s of each stage beside caffe time, the allreduce MPI vs NCCL.
@@ -82,6 +84,12 @@ lmdb: venv
 train: venv
 	$(VENV)/bin/python tools/run_stages.py $(DATASET) $(if $(SEED),--seed $(SEED)) $(if $(STAGE),--stage $(STAGE)) \
 		$(if $(SET),--set "$(SET)") $(if $(KEEP_SNAPSHOTS),--keep-snapshots $(KEEP_SNAPSHOTS))
+
+# make relabel DATASET=... [THRESHOLD=0.5] [SEED=n] [SET=...]: after make train, the corrected
+#   labels of the mixed set and LMDBs of the cleaned set in $(EXP)/db/<dataset>/relabel/
+relabel: venv
+	$(VENV)/bin/python tools/relabel.py $(DATASET) $(if $(SEED),--seed $(SEED)) \
+		$(if $(SET),--set "$(SET)") $(if $(THRESHOLD),--threshold $(THRESHOLD))
 
 clean:
 	rm -rf $(VENV) .pytest_cache

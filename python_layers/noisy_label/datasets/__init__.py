@@ -5,6 +5,7 @@ import importlib
 import pkgutil
 
 from noisy_label.datasets.base import (
+    NOT_TRAINED_ON,
     Dataset,
     Output,
     build,
@@ -20,5 +21,5 @@ from noisy_label.datasets.base import (
 for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
     importlib.import_module("%s.%s" % (__name__, _module))
 
-__all__ = ["Dataset", "Output", "build", "get_dataset", "names", "read_key_list", "read_label_kv",
-           "register", "unregister", "write_outputs"]
+__all__ = ["NOT_TRAINED_ON", "Dataset", "Output", "build", "get_dataset", "names",
+           "read_key_list", "read_label_kv", "register", "unregister", "write_outputs"]

@@ -14,7 +14,7 @@ from noisy_label.datasets.base import (
     label_lmdbs,
     matrix_output,
 )
-from noisy_label.io import mean
+from noisy_label.io import imageset, mean
 
 NTYPE_TRAIN_FRACTION = 0.8   # the original split the 10,000 cifar10 pairs 8,000 / 2,000
 
@@ -116,4 +116,8 @@ def synthetic_outputs(name: str, db_dir: str, data: dict, sets: dict, encoding) 
         Output("mixed", MIXED_FILES + [mean_name], write_mixed, len(order)),
         matrix_output(db_dir, paths.MATRIX_C, sets["matrix_c"]),
         matrix_output(db_dir, paths.TRUE_MATRIX_Q, sets["matrix_q"]),
+        # The truth of every mixed record, in LMDB order: what make relabel is scored against.
+        Output(paths.TRUE_LABELS, [paths.TRUE_LABELS + ".txt"], lambda: imageset.write_image_list(
+            os.path.join(db_dir, paths.TRUE_LABELS + ".txt"),
+            zip(train_names[order], train_labels[order])), len(order)),
     ]

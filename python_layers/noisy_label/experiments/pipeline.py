@@ -133,10 +133,11 @@ class Experiment(object):
         """What a training stage is trained from: its solver and net text, the LMDBs' manifest
         (make lmdb), the weights or solver state it starts from (by content)."""
         solver_file = self.solver_file(stage)
+        built = manifest.load(os.path.join(paths.db_dir(self.name, self.exp), paths.MANIFEST))
         return {"solver": manifest.content_signature(solver_file),
                 "net": manifest.content_signature(self._abs(self.solver(stage).net)),
-                "lmdb": manifest.load(os.path.join(paths.db_dir(self.name, self.exp),
-                                                   paths.MANIFEST)),
+                "lmdb": {group: signature for group, signature in built.items()
+                         if group not in datasets.NOT_TRAINED_ON},
                 "start": manifest.content_signature(start)}
 
     def _up_to_date(self, stage: str, signature, done, stale=()):

@@ -1,0 +1,271 @@
+"""`make relabel`: clean a noisy dataset with the trained joint model.
+
+The paper's posterior p(y | ỹ, x) = Σ_z q(y, z | ỹ, x) says, for every noisy-labelled image,
+how likely its label is right and what it should be. A generated TEST-phase net (the joint
+net's two towers and the `NoisyLabelPosterior` layer under the loss layer's name, so the
+trained C comes with the weights) runs over `mixed_train_images` with stock pycaffe, and
+`$EXP/db/<name>/relabel/` receives:
+
+    labels.csv                   key,noisy_label,corrected_label,p_label_correct,flagged
+    mixed_train_label_corrected  a label LMDB in the mixed LMDBs' key order
+    mixed_train_corrected        the images with the corrected labels (like mixed_train)
+    label_issues.csv             the flagged records, most likely wrong first
+    summary.json, confusion.png  counts, flags per class, noisy -> corrected, and (where the
+                                 truth is known: true_labels.txt) accuracies, precision, recall
+
+corrected_label = argmax_y p(y | ỹ, x) for a noisy-labelled record, its clean label where it
+has one; p_label_correct = p(y = ỹ | ỹ, x); flagged = p_label_correct < threshold.
+"""
+import csv
+import io
+import json
+import math
+import os
+from typing import Optional
+
+import numpy as np
+from google.protobuf import text_format
+
+from noisy_label import datasets, paths
+from noisy_label.core.noisy_loss import NUM_NOISE_TYPES, UNLABELLED
+from noisy_label.experiments import caffe_log, nets, stages
+from noisy_label.experiments.towers import TEST, TOWERS, add_layer
+from noisy_label.io import atomic, imageset, lmdb_io
+
+
+def check_threshold(threshold: float) -> float:
+    """`threshold` as a float in [0, 1]; ValueError naming it otherwise (NaN included)."""
+    value = float(threshold)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("THRESHOLD must be in [0, 1], got %r" % (threshold,))
+    return value
+
+
+def posterior_net(ds, files):
+    """The TEST-phase net over the mixed set: both towers and NoisyLabelPosterior (tops: q and
+    p(y|ỹ,x)), named as in the joint net so that its caffemodel (C included) loads by name."""
+    net = nets._net("%s_relabel" % ds.name)
+    nets._data(net, ds, files, "data", ["data"], paths.MIXED_IMAGES, TEST, ds.test_batch)
+    for kind in ("clean", "noisy"):
+        nets._data(net, ds, files, "label_" + kind, ["label_" + kind], paths.MIXED_LABELS[kind],
+                   TEST, ds.test_batch, transform=False)
+    tower = TOWERS[ds.tower]
+    clean_logits, _ = tower(net, "data", ds.num_classes, suffix="_clean", bias_decay=ds.bias_decay)
+    ntype_logits, _ = tower(net, "data", NUM_NOISE_TYPES, suffix="_ntype",
+                            bias_decay=ds.bias_decay, **ds.ntype_kwargs)
+    add_layer(net, "loss_noisy", "Python", [clean_logits, ntype_logits, "label_noisy"],
+              top=["q", "p_label"], param=[{"lr_mult": 0, "decay_mult": 0}],
+              python_param=dict(module="noisy_label.layers", layer="NoisyLabelPosterior",
+                                param_str=json.dumps({"matrix_c": files.matrix_c})))
+    return net
+
+
+def corrected_labels(p_label: np.ndarray, noisy: np.ndarray, clean: np.ndarray,
+                     threshold: float):
+    """Corrected labels, p(y = ỹ | ỹ, x) and flags of the mixed records.
+
+    Parameters
+    ----------
+    p_label : numpy.ndarray, shape (M, N)
+        p(y | ỹ, x); all zero where there is no noisy label.
+    noisy, clean : numpy.ndarray, shape (M,)
+        The mixed set's noisy and clean labels, -1 where a record has none.
+    threshold : float
+
+    Returns
+    -------
+    corrected : numpy.ndarray, shape (M,), int64
+        The clean label where there is one, else argmax p(y | ỹ, x), else -1.
+    p_correct : numpy.ndarray, shape (M,), float64
+        p(y = ỹ | ỹ, x), NaN where there is no noisy label.
+    flagged : numpy.ndarray, shape (M,), bool
+        p_correct < threshold (never where there is no noisy label).
+    """
+    has_noisy = noisy != UNLABELLED
+    corrected = np.where(clean != UNLABELLED, clean,
+                         np.where(has_noisy, p_label.argmax(axis=1), UNLABELLED))
+    p_correct = np.full(len(noisy), np.nan)
+    rows = np.flatnonzero(has_noisy)
+    p_correct[rows] = p_label[rows, noisy[rows]]
+    flagged = has_noisy & ~(p_correct >= threshold)     # NaN (no noisy label) is never flagged
+    return corrected.astype(np.int64), p_correct, flagged
+
+
+def scores(noisy: np.ndarray, corrected: np.ndarray, flagged: np.ndarray,
+           truth: np.ndarray) -> dict:
+    """Against the truth, over the noisy-labelled records: accuracy of the noisy and of the
+    corrected labels, precision / recall / F1 of the flags (a flag says the label is wrong)."""
+    rows = noisy != UNLABELLED
+    wrong = (noisy != truth) & rows
+    hit = (flagged & wrong).sum()
+    precision = hit / flagged[rows].sum() if flagged[rows].any() else float("nan")
+    recall = hit / wrong.sum() if wrong.any() else float("nan")
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else float("nan")
+    return {"noisy_labelled": int(rows.sum()), "noisy_label_errors": int(wrong.sum()),
+            "accuracy_noisy": float((noisy[rows] == truth[rows]).mean()),
+            "accuracy_corrected": float((corrected[rows] == truth[rows]).mean()),
+            "flag_precision": float(precision), "flag_recall": float(recall), "flag_f1": float(f1)}
+
+
+def run_net(net_file: str, weights: str, count: int, blobs, gpu: Optional[int] = None,
+            desc: str = "relabel") -> dict:
+    """{blob: (count, ...) array} of the first `count` records of a TEST-phase net whose Data
+    layers read the mixed LMDBs in step, with pycaffe, batch by batch (the last batch wraps)."""
+    import caffe
+    from tqdm import tqdm
+    if gpu is None:
+        caffe.set_mode_cpu()
+    else:
+        caffe.set_mode_gpu()
+        caffe.set_device(int(gpu))
+    net = caffe.Net(net_file, caffe.TEST, weights=weights)
+    batch = net.blobs["data"].num
+    parts = {blob: [] for blob in blobs}
+    for _ in tqdm(range(int(math.ceil(count / float(batch)))), desc=desc, unit="batch",
+                  leave=False):
+        net.forward()
+        for blob, rows in parts.items():
+            rows.append(net.blobs[blob].data.reshape(batch, -1).copy())
+    return {blob: np.concatenate(rows)[:count] for blob, rows in parts.items()}
+
+
+def run_posterior(net_file: str, weights: str, count: int, gpu: Optional[int] = None):
+    """(p(y|ỹ,x) (M, N), noisy labels (M,), clean labels (M,)) of the mixed set's records."""
+    out = run_net(net_file, weights, count, ("p_label", "label_noisy", "label_clean"), gpu)
+    noisy = np.rint(out["label_noisy"][:, 0]).astype(np.int64)
+    clean = np.rint(out["label_clean"][:, 0]).astype(np.int64)
+    return out["p_label"], noisy, clean
+
+
+def classifier_net(ds, files):
+    """The clean net's tower (its layer names: its weights load by name) over the mixed set,
+    with a Softmax `prob`: the out-of-sample p(y|x) of the clean-only model, for cleanlab."""
+    net = nets._net("%s_clean_probabilities" % ds.name)
+    nets._data(net, ds, files, "data", ["data"], paths.MIXED_IMAGES, TEST, ds.test_batch)
+    logits, _ = TOWERS[ds.tower](net, "data", ds.num_classes, head_suffix=ds.clean_head,
+                                 bias_decay=ds.bias_decay)
+    add_layer(net, "prob", "Softmax", [logits])
+    return net
+
+
+def clean_model_probabilities(experiment, gpu: Optional[int] = None) -> np.ndarray:
+    """p(y|x) (M, N) of the mixed set's records under the clean-only model (its `clean` stage),
+    which never saw them: out-of-sample predicted probabilities, as cleanlab expects."""
+    name, exp = experiment.name, experiment.exp
+    out_dir = os.path.join(paths.db_dir(name, exp), paths.RELABEL)
+    net_file = os.path.join(out_dir, "clean_probabilities.prototxt")
+    atomic.write_text(net_file, text_format.MessageToString(
+        classifier_net(datasets.get_dataset(name), nets.Files(name, exp))))
+    count = lmdb_io.count(paths.lmdb_path(name, paths.MIXED_IMAGES, exp))
+    return run_net(net_file, experiment.final("clean"), count, ("prob",), gpu, "clean p(y|x)")["prob"]
+
+
+def relabel(experiment, threshold: float = 0.5, gpu: Optional[int] = None) -> dict:
+    """Run the final joint model of `experiment` (a pipeline.Experiment) over the mixed set and
+    write the outputs of the module docstring; return the summary."""
+    from noisy_label.experiments.pipeline import StageError
+    threshold = check_threshold(threshold)
+    name, exp = experiment.name, experiment.exp
+    db_dir = paths.db_dir(name, exp)
+    images = paths.lmdb_path(name, paths.MIXED_IMAGES, exp)
+    if not os.path.isdir(images):
+        raise StageError("[%s] relabel: no LMDB %s; run make lmdb DATASET=%s first"
+                         % (name, images, name))
+    joint = [s for s in stages.training(name) if s.role == "ours"][-1]
+    weights = experiment.final(joint.name)
+    if not os.path.exists(weights):
+        raise StageError("[%s] relabel needs the trained model %s; run make train DATASET=%s "
+                         "first" % (name, weights, name))
+    ds = datasets.get_dataset(name)
+    out_dir = os.path.join(db_dir, paths.RELABEL)
+    os.makedirs(out_dir, exist_ok=True)
+    net_file = os.path.join(out_dir, "posterior.prototxt")
+    atomic.write_text(net_file, text_format.MessageToString(
+        posterior_net(ds, nets.Files(name, exp))))
+    count = lmdb_io.count(images)
+    p_label, noisy, clean = run_posterior(net_file, weights, count, gpu)
+    corrected, p_correct, flagged = corrected_labels(p_label, noisy, clean, threshold)
+    keys = [key for key, _ in lmdb_io.read_datums(paths.lmdb_path(name, paths.MIXED_LABELS["noisy"],
+                                                                   exp))]
+    summary = write_outputs(out_dir, name, images, keys, noisy, corrected, p_correct, flagged)
+    truth_file = os.path.join(db_dir, paths.TRUE_LABELS + ".txt")
+    summary.update(threshold=threshold, weights=weights, records=count, out_dir=out_dir)
+    if os.path.exists(truth_file):
+        truth = imageset.read_label_list(truth_file)
+        if len(truth) != count:
+            raise StageError("[%s] relabel: %s has %d labels for %d records"
+                             % (name, truth_file, len(truth), count))
+        summary["against_truth"] = scores(noisy, corrected, flagged, truth)
+    atomic.write_text(os.path.join(out_dir, "summary.json"),
+                      json.dumps(summary, indent=1, sort_keys=True) + "\n")
+    return summary
+
+
+def write_outputs(out_dir, name, images, keys, noisy, corrected, p_correct, flagged) -> dict:
+    """labels.csv, label_issues.csv, the two LMDBs and confusion.png; the summary's counts."""
+    num_classes = int(max(noisy.max(), corrected.max())) + 1
+    rows = [(key, int(n), int(c), "" if math.isnan(p) else "%.6f" % p, int(f))
+            for key, n, c, p, f in zip(keys, noisy, corrected, p_correct, flagged)]
+    atomic.write_text(os.path.join(out_dir, "labels.csv"), _csv(
+        ["key", "noisy_label", "corrected_label", "p_label_correct", "flagged"], rows))
+    issues = sorted((r for r in rows if r[4]), key=lambda r: float(r[3]))
+    atomic.write_text(os.path.join(out_dir, "label_issues.csv"), _csv(
+        ["key", "noisy_label", "corrected_label", "p_label_correct"], [r[:4] for r in issues]))
+    lmdb_io.write_label_lmdb(os.path.join(out_dir, paths.CORRECTED_LABELS), corrected)
+    # The images with the corrected labels, streamed record by record (Clothing1M: 1M images).
+    with lmdb_io.LmdbWriter(os.path.join(out_dir, paths.CORRECTED_TRAIN)) as out:
+        for (key, datum), label in zip(lmdb_io.read_datums(images), corrected):
+            datum.label = int(label)
+            out.put(key, datum)
+    rows_noisy = noisy != UNLABELLED
+    table = np.zeros((num_classes, num_classes), np.int64)          # [noisy, corrected]
+    np.add.at(table, (noisy[rows_noisy], corrected[rows_noisy]), 1)
+    per_class = {int(c): float(flagged[noisy == c].mean()) for c in np.unique(noisy[rows_noisy])}
+    _plot_table(table, os.path.join(out_dir, "confusion.png"), name)
+    return {"noisy_labelled": int(rows_noisy.sum()), "clean_labelled": int((~rows_noisy).sum()),
+            "flagged": int(flagged.sum()), "flagged_share_per_noisy_class": per_class,
+            "noisy_to_corrected": table.tolist(),
+            "changed": int((corrected[rows_noisy] != noisy[rows_noisy]).sum())}
+
+
+def _csv(header, rows) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def _plot_table(table, path, name):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.imshow(np.log1p(table), cmap="Blues")
+    for (i, j), n in np.ndenumerate(table):
+        if n:
+            ax.text(j, i, str(n), ha="center", va="center", fontsize="x-small")
+    ax.set_xlabel("corrected label")
+    ax.set_ylabel("noisy label")
+    ax.set_title("%s: noisy -> corrected (noisy-labelled records)" % name)
+    caffe_log.save_png(fig, path)
+
+
+def format_summary(summary: dict) -> str:
+    """The printed summary."""
+    lines = ["relabelled %d records (%d with a noisy label, %d with a clean one); threshold %.2f"
+             % (summary["records"], summary["noisy_labelled"], summary["clean_labelled"],
+                summary["threshold"]),
+             "  labels changed: %d; flagged as wrong: %d" % (summary["changed"],
+                                                            summary["flagged"]),
+             "  flagged share per noisy class: " + " ".join(
+                 "%s:%.2f" % kv for kv in sorted(summary["flagged_share_per_noisy_class"].items()))]
+    truth = summary.get("against_truth")
+    if truth:
+        lines.append("  against the truth (%d noisy-labelled records, %d wrong): accuracy of the "
+                     "noisy labels %.4f, of the corrected labels %.4f; flags: precision %.4f, "
+                     "recall %.4f, F1 %.4f" % (
+                         truth["noisy_labelled"], truth["noisy_label_errors"],
+                         truth["accuracy_noisy"], truth["accuracy_corrected"],
+                         truth["flag_precision"], truth["flag_recall"], truth["flag_f1"]))
+    return "\n".join(lines)

@@ -1,0 +1,127 @@
+"""make relabel on the digits pipeline (short runs), as users type it: the outputs align with
+the mixed set record by record, clean labels are kept, the corrected labels beat the noisy
+ones against the truth, the threshold moves the flags, and bad input is one line."""
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+from helpers import PYTHON, REPO, run_plain
+
+from noisy_label import paths
+from noisy_label.experiments import relabel
+from noisy_label.io import imageset, lmdb_io
+
+pytestmark = [pytest.mark.caffe, pytest.mark.slow]
+
+SET = "max_iter=300 snapshot=100 test_interval=100"
+
+
+def make(target, exp, *args, cwd=None):
+    return run_plain(["make", "-s", "-C", REPO, target, "DATASET=digits", "EXP=" + exp,
+                      "SET=" + SET] + list(args), cwd=cwd or os.path.dirname(exp))
+
+
+@pytest.fixture(scope="module")
+def relabelled(tmp_path_factory):
+    exp = str(tmp_path_factory.mktemp("relabel") / "exp")
+    os.makedirs(exp)
+    for target in ("lmdb", "train"):
+        proc = make(target, exp)
+        assert proc.returncode == 0, proc.stdout[-3000:]
+    proc = make("relabel", exp)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    return exp, proc.stdout
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_outputs_align_with_the_mixed_set(relabelled):
+    exp, out = relabelled
+    db = paths.db_dir("digits", exp)
+    out_dir = os.path.join(db, paths.RELABEL)
+    assert "against the truth" in out and "written: %s" % out_dir in out
+    images = list(lmdb_io.read_datums(paths.lmdb_path("digits", paths.MIXED_IMAGES, exp)))
+    rows = read_csv(os.path.join(out_dir, "labels.csv"))
+    labels = list(lmdb_io.read_datums(os.path.join(out_dir, paths.CORRECTED_LABELS)))
+    corrected = list(lmdb_io.read_datums(os.path.join(out_dir, paths.CORRECTED_TRAIN)))
+    assert len(rows) == len(images) == len(labels) == len(corrected) == 1297
+    noisy = imageset.read_label_list(paths.list_file("digits", paths.MIXED_LABELS["noisy"], exp))
+    clean = imageset.read_label_list(paths.list_file("digits", paths.MIXED_LABELS["clean"], exp))
+    for i, (row, (key, image), (label_key, label), (image_key, fixed)) in enumerate(
+            zip(rows, images, labels, corrected)):
+        value = int(row["corrected_label"])
+        assert int(row["noisy_label"]) == noisy[i]
+        assert label_key == row["key"] == lmdb_io.label_key(i) and image_key == key
+        assert lmdb_io.datum_label(label) == value == fixed.label
+        assert fixed.data == image.data                     # the same pixels, relabelled
+        if clean[i] != -1:                                  # a clean label is kept
+            assert value == clean[i] and row["flagged"] == "0" and row["p_label_correct"] == ""
+    issues = read_csv(os.path.join(out_dir, "label_issues.csv"))
+    assert len(issues) == sum(row["flagged"] == "1" for row in rows) > 0
+    p = [float(row["p_label_correct"]) for row in issues]
+    assert p == sorted(p) and max(p) < 0.5                  # most likely wrong first
+    with open(os.path.join(out_dir, "confusion.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_corrected_labels_beat_the_noisy_ones(relabelled):
+    exp, _ = relabelled
+    with open(os.path.join(paths.db_dir("digits", exp), paths.RELABEL, "summary.json")) as f:
+        summary = json.load(f)
+    truth = summary["against_truth"]
+    assert truth["accuracy_corrected"] > truth["accuracy_noisy"] + 0.2, truth
+    assert truth["flag_precision"] > 0.5 and truth["flag_recall"] > 0.5, truth
+    assert sum(map(sum, summary["noisy_to_corrected"])) == summary["noisy_labelled"] == 1197
+
+
+def test_the_threshold_moves_the_flags(relabelled):
+    exp, _ = relabelled
+    flagged = []
+    for threshold in ("0.1", "0.9"):
+        proc = make("relabel", exp, "THRESHOLD=" + threshold)
+        assert proc.returncode == 0, proc.stdout[-2000:]
+        with open(os.path.join(paths.db_dir("digits", exp), paths.RELABEL, "summary.json")) as f:
+            summary = json.load(f)
+        assert summary["threshold"] == float(threshold)
+        flagged.append(summary["flagged"])
+    assert flagged[0] < flagged[1]
+
+
+def test_corrected_labels_and_scores():
+    p_label = np.array([[0.7, 0.3], [0.2, 0.8], [0.0, 0.0], [0.45, 0.55]])
+    noisy, clean = np.array([0, 0, -1, 1]), np.array([-1, -1, 1, -1])
+    corrected, p_correct, flagged = relabel.corrected_labels(p_label, noisy, clean, 0.5)
+    assert list(corrected) == [0, 1, 1, 1] and list(flagged) == [False, True, False, False]
+    np.testing.assert_allclose(p_correct, [0.7, 0.2, np.nan, 0.55])
+    assert list(relabel.corrected_labels(p_label, noisy, clean, 0.6)[2]) == [False, True, False,
+                                                                             True]
+    scores = relabel.scores(noisy, corrected, flagged, truth=np.array([0, 1, 1, 1]))
+    assert scores["accuracy_noisy"] == pytest.approx(2 / 3)
+    assert scores["accuracy_corrected"] == 1.0
+    assert scores["flag_precision"] == 1.0 and scores["flag_recall"] == 1.0
+
+
+@pytest.mark.parametrize("threshold", ["1.5", "-0.1", "nan", "x"])
+def test_a_threshold_outside_0_1_is_one_line(tmp_path, threshold):
+    proc = run_plain([PYTHON, os.path.join(REPO, "tools", "relabel.py"), "digits", "--exp",
+                      str(tmp_path), "--threshold", threshold], cwd=str(tmp_path))
+    assert proc.returncode == 1 and "Traceback" not in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_missing_lmdbs_and_model_are_one_line(tmp_path):
+    exp = str(tmp_path / "exp")
+    proc = make("relabel", exp)
+    assert proc.returncode != 0 and "Traceback" not in proc.stdout
+    assert "error: [digits] relabel: no LMDB %s" % paths.lmdb_path(
+        "digits", paths.MIXED_IMAGES, exp) in proc.stdout
+    assert make("lmdb", exp).returncode == 0
+    proc = make("relabel", exp)
+    assert proc.returncode != 0 and "Traceback" not in proc.stdout
+    assert "error: [digits] relabel needs the trained model" in proc.stdout
+    assert "run make train DATASET=digits first" in proc.stdout

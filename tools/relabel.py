@@ -1,0 +1,45 @@
+#!/usr/bin/env python3
+"""Clean a noisy dataset with the trained joint model (`make relabel`): corrected labels, the
+probability that each noisy label is right, flags, and LMDBs of the cleaned set in
+$EXP/db/<dataset>/relabel/ (noisy_label.experiments.relabel).
+
+    .venv/bin/python tools/relabel.py digits
+    .venv/bin/python tools/relabel.py clothing1M --threshold 0.3
+"""
+import argparse
+import os
+import sys
+
+os.environ.setdefault("GLOG_minloglevel", "1")
+
+from noisy_label import datasets, paths  # noqa: E402
+from noisy_label.experiments import pipeline, relabel  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("dataset", choices=datasets.names())
+    parser.add_argument("--exp", help="experiment root (default: $EXP or exp/)")
+    parser.add_argument("--seed", type=int, default=1, help="the seed root, as make train SEED=n")
+    parser.add_argument("--set", dest="settings", default="", help="as make train SET=...")
+    parser.add_argument("--threshold", default="0.5",
+                        help="flag a noisy label when p(y = ỹ | ỹ, x) is below this (default 0.5)")
+    parser.add_argument("--gpu", default="auto", help="GPU id, 'none', or 'auto' (default)")
+    args = parser.parse_args()
+    try:
+        threshold = relabel.check_threshold(args.threshold)
+        gpu = {"auto": 0 if pipeline.gpu_available() else None, "none": None}.get(args.gpu, args.gpu)
+        experiment = pipeline.Experiment(args.dataset, args.exp, seed=args.seed,
+                                         settings=args.settings)
+        summary = relabel.relabel(experiment, threshold, gpu)
+    except KeyboardInterrupt:
+        sys.exit("relabel: interrupted; nothing half-written is kept")
+    except (pipeline.StageError, ValueError, IOError) as e:
+        sys.exit("error: %s" % e)
+    print(relabel.format_summary(summary))
+    print("written: %s (labels.csv, label_issues.csv, summary.json, confusion.png, %s, %s)"
+          % (summary["out_dir"], paths.CORRECTED_LABELS, paths.CORRECTED_TRAIN))
+
+
+if __name__ == "__main__":
+    main()
