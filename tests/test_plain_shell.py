@@ -45,7 +45,7 @@ def test_plain_env_has_no_venv():
 def test_make_lmdb_and_make_train(trained):
     home, exp, out = trained
     assert "[digits] test accuracy: " in out
-    for stage in ("clean", "noisy_gt_ft_clean", "ntype", "noisy_label_loss"):
+    for stage in ("clean", "noisy_gt_ft_clean", "ntype", "noisy_label_loss", "relabel_ft_clean"):
         assert os.path.exists(os.path.join(paths.snapshot_dir("digits", exp),
                                            "%s_iter_30.caffemodel" % stage)), stage
 
@@ -54,7 +54,7 @@ def test_the_dataset_script_from_another_directory(trained):
     home, exp, _ = trained
     out = ok(run_plain([os.path.join(REPO, "scripts", "digits", "train.sh"), "--exp", exp,
                         "--set", SET], cwd=home))
-    assert out.count(": done (") == 5 and "[digits] test accuracy: " in out
+    assert out.count(": done (") == 7 and "[digits] test accuracy: " in out
 
 
 def test_tools_with_the_venv_python_from_another_directory(trained, tmp_path):

@@ -125,3 +125,19 @@ def test_missing_lmdbs_and_model_are_one_line(tmp_path):
     assert proc.returncode != 0 and "Traceback" not in proc.stdout
     assert "error: [digits] relabel needs the trained model" in proc.stdout
     assert "run make train DATASET=digits first" in proc.stdout
+
+
+def test_relabel_then_train_is_a_stage_of_the_pipeline(relabelled):
+    """make train ran relabel and fine-tuned the clean net on the corrected set; a threshold
+    changes no corrected label, so it stays up to date; the report has its row."""
+    exp, _ = relabelled
+    log = open(os.path.join(paths.log_dir("digits", exp), "relabel_ft_clean.log")).read()
+    assert "Optimization Done" in log
+    assert os.path.join(paths.RELABEL, paths.CORRECTED_TRAIN) in log
+    proc = make("train", exp)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "[digits] relabel: done" in proc.stdout
+    assert "[digits] relabel_ft_clean: done" in proc.stdout
+    report = run_plain([PYTHON, os.path.join(REPO, "tools", "report.py"), "digits", "--exp", exp],
+                       cwd=exp)
+    assert "| relabel with ours, then train |" in report.stdout

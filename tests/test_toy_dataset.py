@@ -25,7 +25,8 @@ class ToyDigits(SyntheticDataset):
                   lr_policy="step", gamma=0.1)
     schedules = {stage: dict(base_lr=0.01, stepsize=40, max_iter=60, test_interval=30,
                              snapshot=30)
-                 for stage in ("clean", "noisy_gt_ft_clean", "ntype", "noisy_label_loss")}
+                 for stage in ("clean", "noisy_gt_ft_clean", "ntype", "noisy_label_loss",
+                               "relabel_ft_clean")}
     num_test = 500
 
     def load(self, data_root, opts, seed):

@@ -42,6 +42,9 @@ class Cifar10(SyntheticDataset):
                  "ntype": dict(base_lr=0.0001, stepsize=1000, max_iter=1500, test_interval=500,
                                test_initialization=False, snapshot=500),
                  "noisy_label_loss": dict(base_lr=0.001, stepsize=4000, max_iter=6000,
+                                          test_interval=500, snapshot=1000),
+                 # Fine-tuned on the relabelled mixed set as the baseline on the noisy one.
+                 "relabel_ft_clean": dict(base_lr=0.001, stepsize=4000, max_iter=6000,
                                           test_interval=500, snapshot=1000)}
     bias_decay = 1   # the original's `param { lr_mult: 2 }` keeps the default decay_mult 1
     num_test = 10000

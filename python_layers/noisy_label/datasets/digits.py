@@ -34,6 +34,9 @@ class Digits(SyntheticDataset):
                  "ntype": dict(base_lr=0.001, stepsize=333, max_iter=500, test_interval=100,
                                snapshot=100),
                  "noisy_label_loss": dict(base_lr=0.01, stepsize=800, max_iter=1000,
+                                          test_interval=100, snapshot=250),
+                 # Fine-tuned on the relabelled mixed set as the baseline on the noisy one.
+                 "relabel_ft_clean": dict(base_lr=0.01, stepsize=800, max_iter=1000,
                                           test_interval=100, snapshot=250)}
     num_test = NUM_TEST
 

@@ -1,6 +1,7 @@
 """Random stand-ins for a dataset's files: every image and label LMDB its nets read, its mean
 file and a valid matrix C, in `paths.db_dir(name, exp)`. For tests and benchmarks that
 exercise nets, not data (the one fixture builder they share)."""
+import os
 from typing import Optional
 
 import numpy as np
@@ -37,7 +38,9 @@ def write(name: str, exp: Optional[str], num: int = 4, seed: int = 0,
     images = images.astype(np.uint8)
     labels = rng.randint(min(3, ds.num_classes), size=num)      # valid as class and noise type
     db_dir = paths.db_dir(name, exp)
-    for db in paths.IMAGE_LMDBS:
+    # make lmdb's image LMDBs, and make relabel's images with corrected labels.
+    os.makedirs(os.path.join(db_dir, paths.RELABEL), exist_ok=True)
+    for db in paths.IMAGE_LMDBS + (os.path.join(paths.RELABEL, paths.CORRECTED_TRAIN),):
         with lmdb_io.LmdbWriter(paths.lmdb_path(name, db, exp)) as out:
             for i in tqdm(range(num), desc=db, leave=False, disable=not progress):
                 out.put(lmdb_io.image_key(i, "img%d.png" % i),

@@ -108,6 +108,8 @@ class Experiment(object):
                 steps.append((stage.name, functools.partial(self._train_stage, stage)))
             elif stage.kind == "init":
                 steps.append((stage.name, self.init))
+            elif stage.kind == "relabel":
+                steps.append((stage.name, functools.partial(self.relabel, stage.name, stage.of)))
             else:
                 steps.append((stage.name, functools.partial(self.test, stage.of)))
         return steps
@@ -134,11 +136,16 @@ class Experiment(object):
         (make lmdb), the weights or solver state it starts from (by content)."""
         solver_file = self.solver_file(stage)
         built = manifest.load(os.path.join(paths.db_dir(self.name, self.exp), paths.MANIFEST))
-        return {"solver": manifest.content_signature(solver_file),
-                "net": manifest.content_signature(self._abs(self.solver(stage).net)),
-                "lmdb": {group: signature for group, signature in built.items()
-                         if group not in datasets.NOT_TRAINED_ON},
-                "start": manifest.content_signature(start)}
+        db_dir = paths.db_dir(self.name, self.exp)
+        reads = {f: manifest.content_signature(os.path.join(db_dir, f))
+                 if os.path.exists(os.path.join(db_dir, f)) else None
+                 for f in stages.stage(self.name, stage).reads}
+        return dict({"solver": manifest.content_signature(solver_file),
+                     "net": manifest.content_signature(self._abs(self.solver(stage).net)),
+                     "lmdb": {group: signature for group, signature in built.items()
+                              if group not in datasets.NOT_TRAINED_ON},
+                     "start": manifest.content_signature(start)},
+                    **({"reads": reads} if reads else {}))
 
     def _up_to_date(self, stage: str, signature, done, stale=()):
         """True if `stage`'s record says it finished from `signature` and `done` exists; else
@@ -243,6 +250,21 @@ class Experiment(object):
         os.replace(partial, target)
         self._completed("init")
         return target
+
+    def relabel(self, stage: str, of: str) -> str:
+        """make relabel with stage `of`'s final model (threshold 0.5), unless done from it."""
+        from noisy_label.experiments import relabel
+        summary = os.path.join(paths.db_dir(self.name, self.exp), stages.RELABEL_SUMMARY)
+        final = self.final(of)
+        if not os.path.exists(final):
+            raise StageError("[%s] %s needs %s, which does not exist (run the %s stage)"
+                             % (self.name, stage, final, of))
+        signature = {"start": manifest.content_signature(final), "threshold": 0.5}
+        if self._up_to_date(stage, signature, summary):
+            return summary
+        print(relabel.format_summary(relabel.relabel(self, 0.5, self.gpu)))
+        self._completed(stage)
+        return summary
 
     def joint_stage(self) -> str:
         """The training stage whose net the init step fills."""

@@ -7,7 +7,7 @@ trained C comes with the weights) runs over `mixed_train_images` with stock pyca
 `$EXP/db/<name>/relabel/` receives:
 
     labels.csv                   key,noisy_label,corrected_label,p_label_correct,flagged
-    mixed_train_label_corrected  a label LMDB in the mixed LMDBs' key order
+    mixed_train_label_corrected  a label LMDB in the mixed LMDBs' key order (+ its .txt list)
     mixed_train_corrected        the images with the corrected labels (like mixed_train)
     label_issues.csv             the flagged records, most likely wrong first
     summary.json, confusion.png  counts, flags per class, noisy -> corrected, and (where the
@@ -212,6 +212,9 @@ def write_outputs(out_dir, name, images, keys, noisy, corrected, p_correct, flag
     atomic.write_text(os.path.join(out_dir, "label_issues.csv"), _csv(
         ["key", "noisy_label", "corrected_label", "p_label_correct"], [r[:4] for r in issues]))
     lmdb_io.write_label_lmdb(os.path.join(out_dir, paths.CORRECTED_LABELS), corrected)
+    # Its list beside it, as every LMDB of make lmdb (what relabel_ft_clean was trained from).
+    imageset.write_image_list(os.path.join(out_dir, paths.CORRECTED_LABELS + ".txt"),
+                              zip(keys, corrected))
     # The images with the corrected labels, streamed record by record (Clothing1M: 1M images).
     with lmdb_io.LmdbWriter(os.path.join(out_dir, paths.CORRECTED_TRAIN)) as out:
         for (key, datum), label in zip(lmdb_io.read_datums(images), corrected):

@@ -24,27 +24,36 @@ from noisy_label.experiments import settings as settings_mod
 # What reports call each role a stage plays (datasets give the original's figures by role).
 ROLE_LABELS = {"clean": "clean only", "noisy_as_truth": "noisy as truth",
                "ntype": "noise-type net (noise-type accuracy)", "ours_stage1": "ours, stage 1",
-               "ours": "ours"}
+               "ours": "ours", "relabelled": "relabel with ours, then train"}
+
+
+RELABELLED_TRAIN = os.path.join(paths.RELABEL, paths.CORRECTED_TRAIN)
+RELABEL_SUMMARY = os.path.join(paths.RELABEL, "summary.json")
+RELABELLED_LIST = os.path.join(paths.RELABEL, paths.CORRECTED_LABELS + ".txt")
 
 
 class Stage(object):
     """One step of a workflow.
 
     kind: "train" (`caffe train` of `net`), "init" (the trained nets copied into the joint
-    net), "test" (`caffe test` of stage `of`'s final weights on the dataset's test LMDB).
+    net), "relabel" (make relabel with stage `of`'s final weights), "test" (`caffe test` of
+    stage `of`'s final weights on the dataset's test LMDB).
     net: file stem of the stage's net (prototxt/<dataset>/<net>.prototxt); build(ds, files):
     the NetParameter. start: where a training stage starts: None (its fillers), ("weights",
     stage) that stage's final .caffemodel (stage "init": the init step's output, "initial":
     the dataset's initial_weights), ("snapshot", stage) its final .solverstate. tests: the
     Dataset attribute naming the LMDB it tests on while training. prefix: its snapshots' file
     stem (default: its name). role: its row in reports (ROLE_LABELS, and the original release's
-    figures: Dataset.reference_accuracy).
+    figures: Dataset.reference_accuracy). reads: files in db_dir, besides make lmdb's, that
+    its data comes from (their content is part of what it was trained from).
     """
 
-    def __init__(self, name: str, kind="train", net=None, build=None, start=None, tests="val_lmdb",
-                 prefix: Optional[str] = None, role=None, of=None, into=None):
+    def __init__(self, name: str, kind: str = "train", net: Optional[str] = None, build=None,
+                 start: Optional[Tuple[str, str]] = None, tests: str = "val_lmdb",
+                 prefix: Optional[str] = None, role: Optional[str] = None,
+                 of: Optional[str] = None, into: Optional[str] = None, reads=()):
         self.name, self.kind, self.net, self.build, self.start = name, kind, net, build, start
-        self.tests, self.prefix, self.role = tests, prefix or name, role
+        self.tests, self.prefix, self.role, self.reads = tests, prefix or name, role, reads
         self.of, self.into = of, into    # test: the stage tested; init: the joint stage
 
     @property
@@ -68,6 +77,12 @@ def _synthetic():
         Stage("init", kind="init", into="noisy_label_loss"),
         Stage("noisy_label_loss", net="noisy_label_loss_trainval",
               build=nets.noisy_label_loss_net, start=("weights", "init"), role="ours"),
+        # Clean the mixed set with the joint model, then fine-tune the clean net on it.
+        Stage("relabel", kind="relabel", of="noisy_label_loss"),
+        Stage("relabel_ft_clean", net="relabel_ft_clean_trainval",
+              build=functools.partial(nets.clean_net, train_lmdb=RELABELLED_TRAIN,
+                                      name="relabel_ft_clean"),
+              start=("weights", "clean"), reads=(RELABELLED_LIST,), role="relabelled"),
         Stage("test", kind="test", net="noisy_label_loss_test", build=nets.test_net,
               of="noisy_label_loss")]
 
