@@ -141,3 +141,24 @@ def test_relabel_then_train_is_a_stage_of_the_pipeline(relabelled):
     report = run_plain([PYTHON, os.path.join(REPO, "tools", "report.py"), "digits", "--exp", exp],
                        cwd=exp)
     assert "| relabel with ours, then train |" in report.stdout
+
+
+def test_clothing1m_relabels_with_its_caffenet_towers(tmp_path):
+    """make relabel builds and runs the Clothing1M posterior net (two CaffeNet towers, the
+    stage-2 joint weights) over its mixed set: here random weights on a random fixture."""
+    import caffe
+
+    from noisy_label.datasets import random_db
+    from noisy_label.experiments import pipeline
+    exp = str(tmp_path / "exp")
+    random_db.write("clothing1M", exp, num=4)
+    experiment = pipeline.Experiment("clothing1M", exp)
+    final = experiment.final("noisy_label_loss_stage2")
+    os.makedirs(os.path.dirname(final))
+    caffe.set_mode_cpu()
+    caffe.Net(experiment.solver("noisy_label_loss_stage2").net, caffe.TRAIN).save(final)
+    summary = relabel.relabel(experiment, 0.5)
+    assert summary["records"] == 4 and summary["noisy_labelled"] == 2
+    assert "against_truth" not in summary                     # Clothing1M has no truth file
+    rows = read_csv(os.path.join(summary["out_dir"], "labels.csv"))
+    assert [int(r["corrected_label"]) >= 0 for r in rows] == [True] * 4
