@@ -16,8 +16,8 @@ import caffe
 import numpy as np
 import yaml
 
-from noisy_label.core import noisy_loss
-from noisy_label.core.matrix_c import load_matrix_c
+from noisy_label.core import noisy_loss, robust_losses
+from noisy_label.core.matrix_c import load_matrix_c, load_matrix_q
 from noisy_label.core.noisy_loss import NUM_NOISE_TYPES
 
 PARAMS = ("matrix_c", "update_noise_lr")
@@ -169,3 +169,103 @@ class NoisyLabelPosterior(_NoisyLabelLayer):
         for i in range(2):
             if propagate_down[i]:
                 bottom[i].diff[...] = 0
+
+
+# ---- the other noise-robust losses (noisy_label.core.robust_losses) -------------------------
+
+
+class _RobustLoss(caffe.Layer):
+    """Bottoms: logits (M, N), noisy labels (M,); top: the loss. param_str: a YAML mapping of
+    `params`. Labels get no gradient; -1 labels are ignored."""
+
+    params = ()
+    required = ()
+
+    def fail(self, problem):
+        """A ValueError naming this layer and the problem (printed: `caffe` would not)."""
+        message = "%s layer (param_str %r): %s" % (type(self).__name__, self.param_str, problem)
+        sys.stderr.write("%s\n" % message)
+        return ValueError(message)
+
+    def setup(self, bottom, top):
+        """Parse param_str; check the bottoms and tops; `configure` the loss."""
+        try:
+            params = yaml.safe_load(self.param_str or "{}")
+        except yaml.YAMLError as e:
+            raise self.fail("param_str is not a YAML/JSON mapping: %s" % e)
+        if not isinstance(params, dict):
+            raise self.fail("param_str must be a mapping with keys %s" % ", ".join(self.params))
+        unknown = sorted(set(params) - set(self.params))
+        missing = [k for k in self.required if k not in params]
+        if unknown or missing:
+            raise self.fail("unknown param_str keys %s / missing %s (keys: %s)"
+                            % (unknown, missing, ", ".join(self.params)))
+        if len(bottom) != 2 or len(top) != 1:
+            raise self.fail("wants 2 bottoms (logits, noisy labels) and 1 top, got %d and %d"
+                            % (len(bottom), len(top)))
+        try:
+            self.configure(params, bottom[0].data.reshape(bottom[0].num, -1).shape[1])
+        except ValueError as e:
+            raise self.fail(e)
+
+    def reshape(self, bottom, top):
+        """Check the bottoms; top: the loss (1,)."""
+        if bottom[1].count != bottom[0].num:
+            raise self.fail("bottom 1 (noisy labels) must hold M = %d values, got shape %s"
+                            % (bottom[0].num, bottom[1].data.shape))
+        top[0].reshape(1)
+
+    def forward(self, bottom, top):
+        """The loss; its gradient kept for backward."""
+        logits = bottom[0].data.reshape(bottom[0].num, -1)
+        try:
+            labels = noisy_loss.check_labels(bottom[1].data.ravel(), logits.shape[1])
+        except ValueError as e:
+            raise self.fail("bottom 1: %s" % e)
+        top[0].data[0], self.d_logits = self.loss(logits, labels)
+
+    def backward(self, top, propagate_down, bottom):
+        """The loss gradient times the loss weight top[0].diff; none to the labels."""
+        if propagate_down[1]:
+            bottom[1].diff[...] = 0
+        if propagate_down[0]:
+            bottom[0].diff[...] = (self.d_logits * top[0].diff[0]).reshape(bottom[0].diff.shape)
+
+
+class ForwardCorrectedSoftmaxLoss(_RobustLoss):
+    """Forward correction (Patrini et al., CVPR 2017): -log Σ_y Q[ỹ, y] p(y|x)."""
+
+    params = required = ("matrix_q",)
+
+    def configure(self, params, num_classes):
+        self.matrix_q = load_matrix_q(str(params["matrix_q"]), num_classes).astype(np.float64)
+
+    def loss(self, logits, labels):
+        return robust_losses.forward_corrected(logits, labels, self.matrix_q)
+
+
+class BackwardCorrectedSoftmaxLoss(_RobustLoss):
+    """Backward correction (Patrini et al., CVPR 2017): Σ_y (Qᵀ)⁻¹[ỹ, y] (-log p(y|x))."""
+
+    params = required = ("matrix_q",)
+
+    def configure(self, params, num_classes):
+        matrix_q = load_matrix_q(str(params["matrix_q"]), num_classes)
+        self.inverse = robust_losses.backward_matrix(matrix_q)
+
+    def loss(self, logits, labels):
+        return robust_losses.backward_corrected(logits, labels, self.inverse)
+
+
+class BootstrappingSoftmaxLoss(_RobustLoss):
+    """Bootstrapping (Reed et al., 2015): -Σ_y [β 1(y = ỹ) + (1 - β) b(y)] log p(y|x), b = p
+    (soft) or the one-hot of argmax p (hard)."""
+
+    params = ("beta", "mode")
+
+    def configure(self, params, num_classes):
+        self.beta, self.mode = robust_losses.check_bootstrap(params.get("beta", 0.95),
+                                                             params.get("mode", "soft"))
+
+    def loss(self, logits, labels):
+        return robust_losses.bootstrapping(logits, labels, self.beta, self.mode)

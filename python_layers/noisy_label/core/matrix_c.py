@@ -148,6 +148,15 @@ def _read_text_matrix(path):
     return np.array(rows)
 
 
+def load_matrix_q(path: str, num_classes: Optional[int] = None) -> np.ndarray:
+    """Read and check a noise matrix Q[noisy, true] (forward / backward correction): the
+    same files and checks as load_matrix_c, the messages naming Q."""
+    try:
+        return load_matrix_c(path, num_classes)
+    except ValueError as e:
+        raise ValueError(str(e).replace("matrix C", "matrix Q"))
+
+
 def load_matrix_c(path: str, num_classes: Optional[int] = None) -> np.ndarray:
     """Read and check C: the one C loader (layers and tools).
 
