@@ -267,13 +267,13 @@ def test_rerun_skips_up_to_date_outputs_and_force_rebuilds(cifar10, capsys):
     datasets.build("cifar10", exp=cifar10["exp"], data_root=cifar10["raw"], seed=3,
                    num_clean=100, noise_level=0.5)
     out = capsys.readouterr().out
-    assert out.count("up to date") == 9 and "written" not in out
+    assert out.count("up to date") == 10 and "written" not in out
     assert os.stat(stamp).st_mtime_ns == before
-    # Another root: all 9 outputs written; FORCE rebuilds all 9 again.
+    # Another root: all 10 outputs written; FORCE rebuilds all 10 again.
     exp = cifar10["exp"] + "_force"
     datasets.build("cifar10", exp=exp, data_root=cifar10["raw"], seed=3, num_clean=100)
     datasets.build("cifar10", exp=exp, data_root=cifar10["raw"], seed=3, num_clean=100, force=True)
-    assert capsys.readouterr().out.count("written") == 18
+    assert capsys.readouterr().out.count("written") == 20
 
 
 def test_digits_build(tmp_path):
@@ -289,6 +289,11 @@ def test_digits_build(tmp_path):
     pixels = np.concatenate([np.frombuffer(d.data, np.uint8) for _, d in read_lmdb(os.path.join(db, "test"))])
     assert pixels.max() == 255
     assert blob_io.read_blobproto(paths.mean_file("digits", str(tmp_path))).shape == (1, 1, 8, 8)
+    # Q for forward / backward correction, from the same 100 pairs as C: a valid noise matrix.
+    from noisy_label.core.matrix_c import load_matrix_q
+    q = load_matrix_q(os.path.join(db, paths.ESTIMATED_MATRIX_Q + ".binaryproto"), 10)
+    np.testing.assert_allclose(q.sum(axis=0), 1, atol=1e-6)
+    assert os.path.exists(os.path.join(db, paths.ESTIMATED_MATRIX_Q + ".txt"))
     records = mixed_records(db)
     assert sum(r[2] != -1 for r in records) == 100
 

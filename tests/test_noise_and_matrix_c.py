@@ -165,3 +165,13 @@ def test_save_and_load_matrix(tmp_path):
         matrix_c.load_matrix_c(str(tmp_path / "bad.txt"))
     with pytest.raises(ValueError, match="matrix C file .*nope.txt does not exist"):
         matrix_c.load_matrix_c(str(tmp_path / "nope.txt"))
+
+
+def test_estimated_matrix_q_counts_every_noisy_label():
+    labels = [0, 0, 0, 0, 1, 1]
+    noisy = [0, 0, 1, 2, 1, 0]
+    q = matrix_c.estimate_matrix_q(labels, noisy, 4)
+    np.testing.assert_allclose(q[:, 0], [0.5, 0.25, 0.25, 0])    # Q[noisy, true]
+    np.testing.assert_allclose(q[:, 1], [0.5, 0.5, 0, 0])
+    np.testing.assert_array_equal(q[:, 2:], np.eye(4)[:, 2:])     # no pairs: no noise known
+    np.testing.assert_allclose(q.sum(axis=0), 1)

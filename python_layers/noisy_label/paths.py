@@ -88,6 +88,7 @@ MIXED_LABELS = {"clean": "mixed_train_label_clean", "noisy": "mixed_train_label_
                 "ntype": "mixed_train_label_ntype"}
 MATRIX_C = "matrix_c"                    # .binaryproto (1x1xNxN) and .txt, indexed [noisy, true]
 TRUE_MATRIX_Q = "true_matrix_q"          # the synthetic noise of cifar10 / digits
+ESTIMATED_MATRIX_Q = "estimated_matrix_q"  # Q from the pairs C comes from (loss correction)
 TRUE_LABELS = "true_labels"              # .txt: the true label of each mixed record (synthetic)
 RELABEL = "relabel"                      # make relabel's outputs, a directory in db_dir
 CORRECTED_LABELS = "mixed_train_label_corrected"   # in RELABEL: a label LMDB

@@ -93,6 +93,28 @@ def estimate_matrix_c(labels: np.ndarray, noisy_labels: np.ndarray,
     return matrix_c, np.flatnonzero(column == 0)
 
 
+def estimate_matrix_q(labels: np.ndarray, noisy_labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """The whole noise matrix Q[noisy, true] from paired labels, for forward / backward
+    correction: the same pairs C comes from, every noisy label counted (the diagonal too).
+
+    Parameters
+    ----------
+    labels, noisy_labels : array_like, shape (M,)
+        True and noisy labels of the same samples, ints in 0..N-1.
+    num_classes : int
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, N), float64
+        Column y: the noisy labels' frequencies for true class y; a class without pairs gets
+        the identity column (no noise known).
+    """
+    counts = confusion_counts(labels, noisy_labels, num_classes).T.astype(np.float64)
+    totals = counts.sum(axis=0)
+    counts[:, totals == 0] = np.eye(num_classes)[:, totals == 0]
+    return counts / counts.sum(axis=0)
+
+
 def noise_types(labels: np.ndarray, noisy_labels: np.ndarray, matrix_c: np.ndarray) -> np.ndarray:
     """The noise type of each (true, noisy) pair.
 

@@ -24,7 +24,7 @@ from noisy_label.io import manifest as manifest_io
 LABEL_FIELDS = ("clean", "noisy", "ntype")
 # Outputs that score results (the truth), which no net trains on: adding or rebuilding them
 # leaves trained stages up to date.
-NOT_TRAINED_ON = (paths.TRUE_LABELS, paths.TRUE_MATRIX_Q)
+NOT_TRAINED_ON = (paths.TRUE_LABELS, paths.TRUE_MATRIX_Q, paths.ESTIMATED_MATRIX_Q)
 MIXED_FILES = [paths.MIXED_IMAGES, paths.MIXED_IMAGES + ".txt"] + \
     [paths.MIXED_LABELS[f] + ext for f in LABEL_FIELDS for ext in ("", ".txt")]
 
@@ -269,7 +269,8 @@ def summarize(name: str, db_dir: str, outputs, sets: dict, opts: dict, data: Opt
               bad: list) -> dict:
     """Counts and label histograms of the LMDBs, the asked / achieved noise rate, C."""
     lmdbs = [o.name for o in outputs
-             if o.name not in ("mixed", paths.MATRIX_C, paths.TRUE_MATRIX_Q, paths.TRUE_LABELS)]
+             if o.name not in ("mixed", paths.MATRIX_C, paths.TRUE_MATRIX_Q, paths.TRUE_LABELS,
+                              paths.ESTIMATED_MATRIX_Q)]
     lmdbs += [paths.MIXED_IMAGES] + [paths.MIXED_LABELS[f] for f in LABEL_FIELDS]
     counts, histograms = {}, {}
     for db in lmdbs:

@@ -88,6 +88,7 @@ def clothing1m_label_sets(clean_kv, noisy_kv, lists, num_classes: int, upsample:
         raise ValueError("no clean train/val key has a noisy label: matrix C cannot be estimated")
     pairs = (np.array([clean_kv[k] for k in paired]), np.array([noisy_kv[k] for k in paired]))
     estimate, never = matrix_c.estimate_matrix_c(pairs[0], pairs[1], num_classes)
+    estimated_q = matrix_c.estimate_matrix_q(pairs[0], pairs[1], num_classes)
     ntype = {}
     for split in ("train", "val", "test"):
         keys = [k for k in lists["clean_" + split] if k in noisy_kv]
@@ -110,7 +111,8 @@ def clothing1m_label_sets(clean_kv, noisy_kv, lists, num_classes: int, upsample:
              "noisy": np.array([-1 if c else noisy_kv[k] for k, c in zip(keys, has_clean)], np.int64),
              "ntype": np.array([ntype_train.get(k, -1) for k in keys], np.int64)}
     mixed["truth_or_noisy"] = np.where(has_clean, mixed["clean"], mixed["noisy"])
-    return {"matrix_c": estimate, "never_mislabelled": never, "pairs": pairs, "ntype": ntype,
+    return {"matrix_c": estimate, "estimated_matrix_q": estimated_q,
+            "never_mislabelled": never, "pairs": pairs, "ntype": ntype,
             "mixed_keys": keys, "mixed": mixed}
 
 
@@ -152,4 +154,5 @@ def clothing1m_outputs(db_dir: str, root: str, clean_kv, lists, sets, resize, en
         outputs.append(image_output("ntype_" + split, keys, types, split == "train"))
     outputs.append(Output("mixed", MIXED_FILES, write_mixed, len(sets["mixed_keys"])))
     outputs.append(matrix_output(db_dir, paths.MATRIX_C, sets["matrix_c"]))
+    outputs.append(matrix_output(db_dir, paths.ESTIMATED_MATRIX_Q, sets["estimated_matrix_q"]))
     return outputs

@@ -70,6 +70,7 @@ def synthetic_label_sets(labels, num_classes: int, noise_level: float, num_clean
     clean = rng.permutation(len(labels))[:num_clean]
     # The clean images' noisy draws are kept only to estimate C and their noise types.
     estimate, never = matrix_c.estimate_matrix_c(labels[clean], noisy[clean], num_classes)
+    estimated_q = matrix_c.estimate_matrix_q(labels[clean], noisy[clean], num_classes)
     ntype = matrix_c.noise_types(labels[clean], noisy[clean], estimate)
     num_ntype_train = int(round(NTYPE_TRAIN_FRACTION * num_clean))
     is_clean = np.zeros(len(labels), bool)
@@ -81,7 +82,8 @@ def synthetic_label_sets(labels, num_classes: int, noise_level: float, num_clean
              "noisy": np.where(is_clean, -1, noisy)[order],
              "ntype": ntype_of[order],
              "truth_or_noisy": np.where(is_clean, labels, noisy)[order]}
-    return {"matrix_q": matrix_q, "noisy": noisy, "clean": clean, "matrix_c": estimate,
+    return {"matrix_q": matrix_q, "estimated_matrix_q": estimated_q, "noisy": noisy,
+            "clean": clean, "matrix_c": estimate,
             "never_mislabelled": never, "ntype": ntype,
             "ntype_train": np.arange(num_ntype_train), "ntype_test": np.arange(num_ntype_train, num_clean),
             "mixed_order": order, "mixed": mixed}
@@ -115,6 +117,7 @@ def synthetic_outputs(name: str, db_dir: str, data: dict, sets: dict, encoding) 
                            train_names[order], encoding),
         Output("mixed", MIXED_FILES + [mean_name], write_mixed, len(order)),
         matrix_output(db_dir, paths.MATRIX_C, sets["matrix_c"]),
+        matrix_output(db_dir, paths.ESTIMATED_MATRIX_Q, sets["estimated_matrix_q"]),
         matrix_output(db_dir, paths.TRUE_MATRIX_Q, sets["matrix_q"]),
         # The truth of every mixed record, in LMDB order: what make relabel is scored against.
         Output(paths.TRUE_LABELS, [paths.TRUE_LABELS + ".txt"], lambda: imageset.write_image_list(
