@@ -28,7 +28,7 @@ def main():
     args = parser.parse_args()
     try:
         threshold = relabel.check_threshold(args.threshold)
-        gpu = {"auto": 0 if pipeline.gpu_available() else None, "none": None}.get(args.gpu, args.gpu)
+        gpu = pipeline.gpu_choice(args.gpu)
         experiment = pipeline.Experiment(args.dataset, args.exp, seed=args.seed,
                                          settings=args.settings)
         summary = relabel.relabel(experiment, threshold, gpu)

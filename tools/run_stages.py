@@ -42,7 +42,7 @@ def main():
     if args.seed < 1:
         parser.error("--seed must be 1 or more")
     try:
-        gpu = {"auto": 0 if pipeline.gpu_available() else None, "none": None}.get(args.gpu, args.gpu)
+        gpu = pipeline.gpu_choice(args.gpu)
         pipeline.Experiment(args.dataset, args.exp, gpu=gpu, seed=args.seed, settings=args.settings,
                             keep_snapshots=args.keep_snapshots).run(args.stage)
     except pipeline.StageInterrupted as e:

@@ -18,7 +18,8 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so that `finally` and `with` blocks clean up."""
 
 
-def _terminate(signum, frame):
+def terminate_as_interrupt(signum, frame):
+    """A SIGTERM handler: raise Terminated (a KeyboardInterrupt), so cleanups run."""
     raise Terminated()
 
 
@@ -32,7 +33,7 @@ def message(error) -> str:
 
 def run(main, prog: str) -> None:
     """Call main(); exit with `prog: reason` and no traceback on Ctrl-C, SIGTERM or bad input."""
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, terminate_as_interrupt)
     try:
         main()
     except Terminated:

@@ -23,10 +23,8 @@ from noisy_label.core.noisy_loss import NUM_NOISE_TYPES
 PARAMS = ("matrix_c", "update_noise_lr")
 
 
-class _NoisyLabelLayer(caffe.Layer):
-    """What both layers share: param_str, C as parameter blob 0, checks of the bottoms."""
-
-    max_tops = 1
+class _Layer(caffe.Layer):
+    """What every layer here shares: errors that name the layer."""
 
     def fail(self, problem):
         """A ValueError naming this layer (Python layers cannot see their own name) and the problem."""
@@ -34,6 +32,12 @@ class _NoisyLabelLayer(caffe.Layer):
         # The `caffe` tool aborts on a Python exception without printing it: say it here first.
         sys.stderr.write("%s\n" % message)
         return ValueError(message)
+
+
+class _NoisyLabelLayer(_Layer):
+    """What both layers share: param_str, C as parameter blob 0, checks of the bottoms."""
+
+    max_tops = 1
 
     def setup(self, bottom, top):
         """Parse param_str; check blob counts; fill C (parameter blob 0) from its file when new."""
@@ -174,18 +178,12 @@ class NoisyLabelPosterior(_NoisyLabelLayer):
 # ---- the other noise-robust losses (noisy_label.core.robust_losses) -------------------------
 
 
-class _RobustLoss(caffe.Layer):
+class _RobustLoss(_Layer):
     """Bottoms: logits (M, N), noisy labels (M,); top: the loss. param_str: a YAML mapping of
     `params`. Labels get no gradient; -1 labels are ignored."""
 
     params = ()
     required = ()
-
-    def fail(self, problem):
-        """A ValueError naming this layer and the problem (printed: `caffe` would not)."""
-        message = "%s layer (param_str %r): %s" % (type(self).__name__, self.param_str, problem)
-        sys.stderr.write("%s\n" % message)
-        return ValueError(message)
 
     def setup(self, bottom, top):
         """Parse param_str; check the bottoms and tops; `configure` the loss."""

@@ -16,9 +16,11 @@ BOOTSTRAP_MODES = ("soft", "hard")
 TINY = np.finfo(np.float32).tiny   # log clamp, as the paper's layer
 
 
-def _labelled(labels: np.ndarray) -> Tuple[np.ndarray, int]:
+def _prepare(logits: np.ndarray, labels: np.ndarray):
+    """(p (M, N) float64, labelled rows (K,), max(K, 1), zero gradient (M, N)) of a batch."""
     rows = np.flatnonzero(labels != UNLABELLED)
-    return rows, max(len(rows), 1)
+    p = softmax(logits.astype(np.float64))
+    return p, rows, max(len(rows), 1), np.zeros_like(p)
 
 
 def forward_corrected(logits: np.ndarray, labels: np.ndarray,
@@ -39,9 +41,7 @@ def forward_corrected(logits: np.ndarray, labels: np.ndarray,
     d_logits : numpy.ndarray, shape (M, N)
         p_k - Q[ỹ, k] p_k / r with r = Σ_y Q[ỹ, y] p_y, over the labelled count.
     """
-    p = softmax(logits.astype(np.float64))
-    rows, count = _labelled(labels)
-    d = np.zeros_like(p)
+    p, rows, count, d = _prepare(logits, labels)
     if not len(rows):
         return 0.0, d.astype(logits.dtype)
     q_rows = matrix_q[labels[rows]]                              # (K, N): Q[ỹ_i, :]
@@ -76,9 +76,7 @@ def backward_corrected(logits: np.ndarray, labels: np.ndarray,
     d_logits : numpy.ndarray, shape (M, N)
         p_k Σ_y w_y - w_k with w = (Qᵀ)⁻¹[ỹ], over the labelled count.
     """
-    p = softmax(logits.astype(np.float64))
-    rows, count = _labelled(labels)
-    d = np.zeros_like(p)
+    p, rows, count, d = _prepare(logits, labels)
     if not len(rows):
         return 0.0, d.astype(logits.dtype)
     w = inverse[labels[rows]]                                     # (K, N)
@@ -107,9 +105,7 @@ def bootstrapping(logits: np.ndarray, labels: np.ndarray, beta: float,
     d_logits : numpy.ndarray, shape (M, N)
         soft: β (p - 1_ỹ) + (1 - β) p ⊙ (Σ_y p_y log p_y - log p); hard: p - β 1_ỹ - (1 - β) 1_ŷ.
     """
-    p = softmax(logits.astype(np.float64))
-    rows, count = _labelled(labels)
-    d = np.zeros_like(p)
+    p, rows, count, d = _prepare(logits, labels)
     if not len(rows):
         return 0.0, d.astype(logits.dtype)
     pr = p[rows]

@@ -16,11 +16,11 @@ import re
 import shutil
 import signal
 import subprocess
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 from tqdm import tqdm
 
-from noisy_label import datasets, paths
+from noisy_label import cli, datasets, paths
 from noisy_label.experiments import caffe_log, nets, snapshots, stages
 from noisy_label.io import download, lmdb_io, manifest
 
@@ -331,7 +331,7 @@ class Experiment(object):
                 state["snapshot"] = snapshot.group(1)
 
         interrupted = False
-        terminate = signal.signal(signal.SIGTERM, _raise_interrupt)
+        terminate = signal.signal(signal.SIGTERM, cli.terminate_as_interrupt)
         try:
             with open(log_path + ".tmp", "w") as log:
                 log.write(previous + "# caffe %s\n" % " ".join(args))
@@ -385,10 +385,6 @@ def _describe(changed):
     return out
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt("signal %d" % signum)
-
-
 def _progress(bar, line):
     """Advance a tqdm bar from Caffe's `Iteration N` lines; show loss / test accuracy."""
     m = caffe_log._ITER_LOSS.search(line)
@@ -406,6 +402,11 @@ def fetch(url: str, path: str) -> None:
     except OSError as e:
         raise StageError("could not download %s (%s).\nPut the file at %s and re-run."
                          % (url, e, path))
+
+
+def gpu_choice(text: str) -> Optional[Union[int, str]]:
+    """The GPU of --gpu TEXT: "auto" 0 when a GPU is present (else None), "none" None, an id."""
+    return {"auto": 0 if gpu_available() else None, "none": None}.get(text, text)
 
 
 def gpu_available() -> bool:
