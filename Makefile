@@ -9,6 +9,8 @@
 #   make train DATASET=digits|cifar10|clothing1M  the dataset's training stages (its stage table),
 #                                resumable; SEED=n SET="max_iter=2000" STAGE=s KEEP_SNAPSHOTS=k
 #   make relabel DATASET=...     corrected labels of the mixed set from the trained model (THRESHOLD=0.5)
+#   make compare DATASET=...     every noise-robust method on the same data and seeds (SEEDS="1 2 3"):
+#                                $EXP/logs/<dataset>/compare.md, .png, .json
 #   make bench                   the benchmarks in bench/ (ratios against the stock Caffe tools)
 #   make bench-gpu               the GPU benchmarks (Clothing1M nets, cuDNN, MPI vs NCCL)
 #   make docker | docker-cpu     the CUDA / CPU image (docker/); DOCKER=podman|buildah,
@@ -24,7 +26,7 @@ export EXP
 VENV := .venv
 IN_VENV := source $(VENV)/bin/activate &&
 
-.PHONY: help caffe venv test demo train bench clean docker docker-cpu lmdb relabel
+.PHONY: help caffe venv test demo train bench clean docker docker-cpu lmdb relabel compare
 
 help:
 	@sed -n '1,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
@@ -90,6 +92,14 @@ train: venv
 relabel: venv
 	$(VENV)/bin/python tools/relabel.py $(DATASET) $(if $(SEED),--seed $(SEED)) \
 		$(if $(SET),--set "$(SET)") $(if $(THRESHOLD),--threshold $(THRESHOLD))
+
+# make compare DATASET=... [SEEDS="1 2 3"] [SET=...] [KEEP_SNAPSHOTS=k]: make train's stages
+#   and the other noise-robust losses (bootstrapping, forward / backward correction) at each
+#   seed (make lmdb's defaults for a seed not built yet), then the table, plot and JSON in
+#   $(EXP)/logs/<dataset>/; finished stages are reused
+compare: venv
+	$(VENV)/bin/python tools/compare.py $(DATASET) $(if $(SEEDS),--seeds $(SEEDS)) \
+		$(if $(SET),--set "$(SET)") $(if $(KEEP_SNAPSHOTS),--keep-snapshots $(KEEP_SNAPSHOTS))
 
 clean:
 	rm -rf $(VENV) .pytest_cache

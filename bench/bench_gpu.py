@@ -84,7 +84,7 @@ def main():
         print("machine: %s" % machine.describe(gpu=True))
         print("Clothing1M stages, batch %d, %d iterations, GPU %d:" % (batch, args.iters, args.gpu))
         print("%-26s %14s %22s %8s" % ("stage", "caffe train", "caffe time (fwd+bwd)", "ratio"))
-        for stage in tqdm(list(stages.stage_nets(DATASET)), desc="stages", leave=False):
+        for stage in tqdm(list(stages.stage_nets(DATASET, compare=False)), desc="stages", leave=False):
             solver, net = timing_solver(exp, stage, args.iters, args.display)
             log = run([paths.caffe_tool(), "train", "-solver", solver, "-gpu", str(args.gpu)])[0]
             train_images = iterations_per_second(log) * batch

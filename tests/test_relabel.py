@@ -111,19 +111,19 @@ def test_a_threshold_outside_0_1_is_one_line(tmp_path, threshold):
     proc = run_plain([PYTHON, os.path.join(REPO, "tools", "relabel.py"), "digits", "--exp",
                       str(tmp_path), "--threshold", threshold], cwd=str(tmp_path))
     assert proc.returncode == 1 and "Traceback" not in proc.stdout
-    assert proc.stdout.strip().splitlines()[-1].startswith("error: ")
+    assert proc.stdout.strip().splitlines()[-1].startswith("relabel: ")
 
 
 def test_missing_lmdbs_and_model_are_one_line(tmp_path):
     exp = str(tmp_path / "exp")
     proc = make("relabel", exp)
     assert proc.returncode != 0 and "Traceback" not in proc.stdout
-    assert "error: [digits] relabel: no LMDB %s" % paths.lmdb_path(
+    assert "relabel: [digits] relabel: no LMDB %s" % paths.lmdb_path(
         "digits", paths.MIXED_IMAGES, exp) in proc.stdout
     assert make("lmdb", exp).returncode == 0
     proc = make("relabel", exp)
     assert proc.returncode != 0 and "Traceback" not in proc.stdout
-    assert "error: [digits] relabel needs the trained model" in proc.stdout
+    assert "relabel: [digits] relabel needs the trained model" in proc.stdout
     assert "run make train DATASET=digits first" in proc.stdout
 
 

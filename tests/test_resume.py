@@ -164,7 +164,7 @@ def test_another_seed_trains_in_its_own_root(exp, tmp_path):
     proc = stages(exp, "--seed", "2", "--stage", "clean", "--set", SHORT)
     assert proc.returncode == 1
     seed2 = os.path.join(exp, "seeds", "2")
-    assert ("error: [digits] clean: no LMDBs in %s; run make lmdb DATASET=digits SEED=2 first"
+    assert ("run_stages: [digits] clean: no LMDBs in %s; run make lmdb DATASET=digits SEED=2 first"
             % paths.db_dir("digits", seed2)) in proc.stdout
     proc = run_plain([PYTHON, os.path.join(REPO, "tools", "make_lmdb.py"), "digits", "--exp", exp,
                       "--seed", "2"], cwd=REPO)
@@ -179,7 +179,7 @@ def test_another_seed_trains_in_its_own_root(exp, tmp_path):
 def test_a_bad_setting_is_one_line(exp):
     proc = stages(exp, "--set", "max_iter=ten")
     assert proc.returncode == 1 and "Traceback" not in proc.stdout
-    assert "error: SET: 'max_iter=ten': max_iter must be a positive integer" in proc.stdout
+    assert "run_stages: SET: 'max_iter=ten': max_iter must be a positive integer" in proc.stdout
 
 
 def test_a_truncated_snapshot_given_to_the_mpi_trainer_is_named(exp):

@@ -172,6 +172,10 @@ BAD_INPUTS = [
      "argument --num-classes: invalid int value: 'x'", 2),
     ("make_lmdb", ["digits", "--seed", "-1"], "argument --seed: must be at least 0, got -1", 2),
     ("report", ["digits", "--seeds", "-1"], "argument --seeds: must be at least 0, got -1", 2),
+    ("compare", ["digits", "--seeds", "0"], "argument --seeds: must be at least 1, got 0", 2),
+    ("compare", ["nosuch"], "argument dataset: invalid choice: 'nosuch'", 2),
+    ("compare", ["digits", "--exp", "noexp", "--report-only"], "compare: no final test accuracy "
+     "for clean only (stage clean) at seed 1 in ", 1),
 ]
 
 
@@ -343,7 +347,11 @@ def test_cli_run(capsys):
                 (IOError("missing file a.txt"), 1, "t: missing file a.txt"),
                 (ValueError("a.txt:3: label 7 is outside 0..4"), 1,
                  "t: a.txt:3: label 7 is outside 0..4"),
-                (lmdb.InvalidError("db: MDB_INVALID"), 1, "t: db: MDB_INVALID")):
+                (lmdb.InvalidError("db: MDB_INVALID"), 1, "t: db: MDB_INVALID"),
+                (cli.Failure("[x] clean failed (caffe exit 1); log: l"), 1,
+                 "t: [x] clean failed (caffe exit 1); log: l"),
+                (cli.Interrupted("[x] clean interrupted (Caffe saved s)"), 130,
+                 "t: [x] clean interrupted (Caffe saved s)")):
             with pytest.raises(SystemExit) as e:
                 cli.run(main(error), "t")
             assert e.value.code == status and capsys.readouterr().err == line + "\n"

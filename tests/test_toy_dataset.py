@@ -52,7 +52,7 @@ def test_a_toy_dataset_runs_the_whole_workflow(toy, tmp_path):
 
     experiment = pipeline.Experiment("toy_digits", exp)
     experiment.run()
-    for stage in stages.stage_nets("toy_digits"):
+    for stage in stages.stage_nets("toy_digits", compare=False):
         assert os.path.exists(experiment.final(stage)), stage
     text = report.write("toy_digits", [experiment.exp], [1], str(tmp_path / "report"))
     assert "| ours |" in text and "| clean only |" in text

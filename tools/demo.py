@@ -15,7 +15,7 @@ import time
 
 os.environ.setdefault("GLOG_minloglevel", "1")
 
-from noisy_label import paths
+from noisy_label import cli, paths  # noqa: E402
 from noisy_label.experiments import pipeline, report  # noqa: E402
 
 DATASET = "digits"
@@ -42,7 +42,7 @@ def main():
                 lmdb += [flag, str(value)]
         code = subprocess.call(lmdb)
         if code != 0:
-            sys.exit(code if code == 130 else "error: make lmdb DATASET=digits failed for seed %d"
+            sys.exit(code if code == 130 else "demo: make lmdb DATASET=digits failed for seed %d"
                      % seed)
         pipeline.Experiment(DATASET, args.exp, gpu=gpu, seed=seed).run()
     out_dir = paths.log_dir(DATASET, args.exp)
@@ -52,13 +52,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except pipeline.StageInterrupted as e:
-        sys.stderr.write("%s\n" % e)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        sys.stderr.write("demo: interrupted; `make demo` again resumes\n")
-        sys.exit(130)
-    except (pipeline.StageError, IOError, ValueError) as e:
-        sys.exit("error: %s" % e)
+    cli.run(main, "demo")

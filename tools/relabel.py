@@ -8,11 +8,10 @@ $EXP/db/<dataset>/relabel/ (noisy_label.experiments.relabel).
 """
 import argparse
 import os
-import sys
 
 os.environ.setdefault("GLOG_minloglevel", "1")
 
-from noisy_label import datasets, paths  # noqa: E402
+from noisy_label import cli, datasets, paths  # noqa: E402
 from noisy_label.experiments import pipeline, relabel  # noqa: E402
 
 
@@ -26,20 +25,13 @@ def main():
                         help="flag a noisy label when p(y = ỹ | ỹ, x) is below this (default 0.5)")
     parser.add_argument("--gpu", default="auto", help="GPU id, 'none', or 'auto' (default)")
     args = parser.parse_args()
-    try:
-        threshold = relabel.check_threshold(args.threshold)
-        gpu = pipeline.gpu_choice(args.gpu)
-        experiment = pipeline.Experiment(args.dataset, args.exp, seed=args.seed,
-                                         settings=args.settings)
-        summary = relabel.relabel(experiment, threshold, gpu)
-    except KeyboardInterrupt:
-        sys.exit("relabel: interrupted; nothing half-written is kept")
-    except (pipeline.StageError, ValueError, IOError) as e:
-        sys.exit("error: %s" % e)
+    threshold = relabel.check_threshold(args.threshold)
+    experiment = pipeline.Experiment(args.dataset, args.exp, seed=args.seed, settings=args.settings)
+    summary = relabel.relabel(experiment, threshold, pipeline.gpu_choice(args.gpu))
     print(relabel.format_summary(summary))
     print("written: %s (labels.csv, label_issues.csv, summary.json, confusion.png, %s, %s)"
           % (summary["out_dir"], paths.CORRECTED_LABELS, paths.CORRECTED_TRAIN))
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, "relabel")

@@ -11,12 +11,11 @@ whose inputs changed (LMDBs, solver, starting weights) trained again.
 """
 import argparse
 import os
-import sys
 
 # Quiet pycaffe's own INFO logging (net set-up in the init stage); caffe runs keep theirs.
 os.environ.setdefault("GLOG_minloglevel", "1")
 
-from noisy_label import datasets  # noqa: E402
+from noisy_label import cli, datasets  # noqa: E402
 from noisy_label.experiments import pipeline  # noqa: E402
 
 
@@ -41,19 +40,10 @@ def main():
         parser.error("--keep-snapshots must be 0 or more")
     if args.seed < 1:
         parser.error("--seed must be 1 or more")
-    try:
-        gpu = pipeline.gpu_choice(args.gpu)
-        pipeline.Experiment(args.dataset, args.exp, gpu=gpu, seed=args.seed, settings=args.settings,
-                            keep_snapshots=args.keep_snapshots).run(args.stage)
-    except pipeline.StageInterrupted as e:
-        sys.stderr.write("%s\n" % e)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        sys.exit(130)
-    except (pipeline.StageError, ValueError, IOError) as e:
-        sys.exit("error: %s" % e)
+    gpu = pipeline.gpu_choice(args.gpu)
+    pipeline.Experiment(args.dataset, args.exp, gpu=gpu, seed=args.seed, settings=args.settings,
+                        keep_snapshots=args.keep_snapshots).run(args.stage)
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, "run_stages")

@@ -4,7 +4,8 @@
         cli.run(main, "make_lmdb")
 
 Ctrl-C exits 130 and a plain `kill` (SIGTERM) 143, after the writers have removed their
-temporary outputs; a bad input (IOError/OSError, ValueError, lmdb.Error) exits 1.
+temporary outputs; a bad input (IOError/OSError, ValueError, lmdb.Error) or a Failure exits 1;
+an Interrupted (a step that stopped and said what it kept) 130.
 """
 import argparse
 import os
@@ -12,6 +13,15 @@ import signal
 import sys
 
 import lmdb
+
+
+class Failure(Exception):
+    """A failed step (a training stage, say) that a tool reports in one line: exit 1."""
+
+
+class Interrupted(Failure):
+    """A step stopped by Ctrl-C or SIGTERM after saving what it could; its text says what was
+    kept and how to go on: exit 130."""
 
 
 class Terminated(KeyboardInterrupt):
@@ -40,11 +50,13 @@ def run(main, prog: str) -> None:
         _exit(prog, "terminated (SIGTERM); no output is left half-written", 143)
     except KeyboardInterrupt:
         _exit(prog, "interrupted; no output is left half-written", 130)
+    except Interrupted as e:
+        _exit(prog, message(e), 130)
     except BrokenPipeError:
         # `tool | head`: the reader of stdout is gone; nothing more to say there.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
-    except (EnvironmentError, ValueError, lmdb.Error) as e:
+    except (Failure, EnvironmentError, ValueError, lmdb.Error) as e:
         _exit(prog, message(e), 1)
 
 

@@ -1,5 +1,5 @@
 """Random stand-ins for a dataset's files: every image and label LMDB its nets read, its mean
-file and a valid matrix C, in `paths.db_dir(name, exp)`. For tests and benchmarks that
+file and valid matrices C and Q, in `paths.db_dir(name, exp)`. For tests and benchmarks that
 exercise nets, not data (the one fixture builder they share)."""
 import os
 from typing import Optional
@@ -55,4 +55,8 @@ def write(name: str, exp: Optional[str], num: int = 4, seed: int = 0,
     n = ds.num_classes
     matrix_c = (np.ones((n, n)) - np.eye(n)) / (n - 1)         # columns sum to 1
     blob_io.write_blobproto(paths.matrix_c_file(name, exp), matrix_c[None, None])
+    # Q[noisy, true] for the loss corrections: columns sum to 1, invertible.
+    matrix_q = 0.6 * np.eye(n) + 0.4 / n
+    for q in (paths.ESTIMATED_MATRIX_Q, paths.TRUE_MATRIX_Q):
+        blob_io.write_blobproto(os.path.join(db_dir, q + ".binaryproto"), matrix_q[None, None])
     return db_dir

@@ -7,6 +7,9 @@ the towers; the stage table (stages.py) says which stage uses which:
     noisy_label_loss_net the joint net: `*_clean` tower, `*_ntype` tower (TRAIN only), the clean
                          loss on clean labels, the noise-type loss, and the Python
                          SoftmaxWithNoisyLabelLoss layer on the noisy labels
+    robust_loss_net      the other noise-robust losses (make compare): the clean tower on the
+                         mixed set, the clean loss on its clean labels and a Python loss
+                         (bootstrapping, forward / backward correction) on its noisy ones
     test_net             deploy-style: the `*_clean` tower on the test LMDB (`caffe test`)
 
 Only stock layer types and `type: "Python"` layers from `noisy_label.layers`.
@@ -77,6 +80,10 @@ class Files(object):
     def lmdb(self, db: str) -> str:
         return self.rel(paths.lmdb_path(self.name, db, self.root))
 
+    def matrix(self, matrix: str) -> str:
+        """A matrix make lmdb writes (paths.ESTIMATED_MATRIX_Q, ...): its .binaryproto."""
+        return self.rel(os.path.join(paths.db_dir(self.name, self.root), matrix + ".binaryproto"))
+
 
 def clean_net(ds, files, train_lmdb=paths.CLEAN_TRAIN, name: str = "clean"):
     """The clean-label classifier (also the noisy-as-truth net, on the mixed set)."""
@@ -132,6 +139,28 @@ def noisy_label_loss_net(ds, files, clean_weight: float = 1.0, ntype_weight: flo
     return net
 
 
+def robust_loss_net(ds, files, name: str, layer: str, params: dict, matrix_q: Optional[str] = None):
+    """Another noise-robust loss on the mixed set, with the information ours has: the clean
+    loss on the clean labels, and the Python loss `layer` (noisy_label.layers) with `params`
+    (+ {"matrix_q": the file of make lmdb's matrix `matrix_q`}) on the noisy ones. The tower
+    keeps the clean net's layer names, so that `-weights` of the clean net fills it."""
+    net = _net("%s_%s" % (ds.name, name))
+    _data(net, ds, files, "data", ["data"], paths.MIXED_IMAGES, TRAIN, ds.train_batch)
+    for kind in ("clean", "noisy"):
+        _data(net, ds, files, "label_" + kind, ["label_" + kind], paths.MIXED_LABELS[kind], TRAIN,
+              ds.train_batch, transform=False)
+    _data(net, ds, files, "data", ["data", "label_clean"], ds.val_lmdb, TEST, ds.test_batch)
+    logits, _ = TOWERS[ds.tower](net, "data", ds.num_classes, head_suffix=ds.clean_head,
+                                 bias_decay=ds.bias_decay)
+    _accuracy(net, logits, "label_clean")
+    _loss(net, "loss_clean", logits, "label_clean", weight=1.0)
+    params = dict(params, **({"matrix_q": files.matrix(matrix_q)} if matrix_q else {}))
+    add_layer(net, "loss_noisy", "Python", [logits, "label_noisy"], loss_weight=[1.0],
+              python_param=dict(module="noisy_label.layers", layer=layer,
+                                param_str=json.dumps(params, sort_keys=True)), **PHASE_TRAIN)
+    return net
+
+
 def test_net(ds, files):
     """Deploy-style test net: the `_clean` tower and accuracy on a held-out LMDB (`caffe test`)."""
     net = _net("%s_noisy_label_loss_test" % ds.name)
@@ -142,16 +171,17 @@ def test_net(ds, files):
 
 
 def solver(ds, files, stage: str, net_file: str, test_lmdb: str, prefix: str, seed: int = 1,
-           settings: Optional[dict] = None):
+           settings: Optional[dict] = None, schedule: Optional[str] = None):
     """SolverParameter for a training stage; solver_mode is left at its default (as BVLC's
     examples). test_iter covers `test_lmdb` once unless the schedule or SET gives one; prefix:
     the snapshot prefix's file stem. settings: solver fields from settings.parse ({field: v}
-    for every stage, {"stage.field": v} for one)."""
+    for every stage, {"stage.field": v} for one). schedule: the ds.schedules entry (default:
+    the stage's)."""
     from caffe.proto import caffe_pb2
     sp = caffe_pb2.SolverParameter()
     sp.net = net_file
     params = dict(ds.solver)
-    params.update(ds.schedules[stage])
+    params.update(ds.schedules[schedule or stage])
     for key, value in (settings or {}).items():
         if key.split(".")[-1] in settings_mod.SOLVER_FIELDS and (key.count(".") == 0 or
                                                     key.startswith(stage + ".")):

@@ -27,11 +27,11 @@ from noisy_label.io import download, lmdb_io, manifest
 _SNAPSHOTTING = re.compile(r"Snapshotting solver state to binary proto file (\S+)")
 
 
-class StageError(RuntimeError):
-    pass
+class StageError(cli.Failure):
+    """A stage that cannot run or failed (the message names it, and its log)."""
 
 
-class StageInterrupted(StageError):
+class StageInterrupted(StageError, cli.Interrupted):
     """Ctrl-C or SIGTERM during a stage (after Caffe has written its snapshot)."""
 
 
@@ -100,10 +100,11 @@ class Experiment(object):
             return "-weights", self.initial_weights()
         return "-weights", self.init_weights() if source == "init" else self.final(source)
 
-    def stages(self):
-        """[(stage name, function)] in order, from the dataset's stage table."""
+    def stages(self, compare: bool = True):
+        """[(stage name, function)] in order, from the dataset's stage table (compare: with
+        the stages only make compare trains)."""
         steps = []
-        for stage in stages.stages(self.name):
+        for stage in stages.stages(self.name, compare):
             if stage.kind == "train":
                 steps.append((stage.name, functools.partial(self._train_stage, stage)))
             elif stage.kind == "init":
@@ -120,14 +121,15 @@ class Experiment(object):
         return self.train(stage.name, weights=path if flag == "-weights" else None,
                           snapshot=path if flag == "-snapshot" else None)
 
-    def run(self, only=None) -> None:
-        """Run the stages in order (or just those named in `only`)."""
+    def run(self, only=None, compare: bool = False) -> None:
+        """Run make train's stages in order (compare: and make compare's; or just the stages
+        named in `only`)."""
         names = [name for name, _ in self.stages()]
         for name in only or ():
             if name not in names:
                 raise StageError("unknown stage %r for %s; stages: %s"
                                  % (name, self.name, ", ".join(names)))
-        for name, step in self.stages():
+        for name, step in self.stages(compare=compare or bool(only)):
             if not only or name in only:
                 step()
 

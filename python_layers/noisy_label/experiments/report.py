@@ -1,7 +1,8 @@
 """The experiment report: test accuracy per stage over seeds, beside the original's numbers.
 
 Reads the Caffe logs that `noisy_label.pipeline` wrote under each seed's experiment root,
-writes `report.md` (a table, mean ± std over seeds) and `report.png` (test-accuracy curves).
+writes `report.md` (a table, mean ± std over seeds) and `report.png` (test-accuracy curves),
+for make train's stages; make compare's (noisy_label.experiments.compare) has its own.
 """
 import os
 from typing import Dict, Optional
@@ -13,11 +14,12 @@ from noisy_label.experiments import caffe_log, stages
 from noisy_label.io import blob_io
 
 
-def stage_accuracies(name: str, exp: Optional[str]) -> Dict[str, float]:
-    """{stage: final test accuracy} from the training logs under one experiment root."""
+def stage_accuracies(name: str, exp: Optional[str], compare: bool = False) -> Dict[str, float]:
+    """{stage: final test accuracy} from the training logs under one experiment root (of make
+    train's stages; compare: and make compare's)."""
     log_dir = paths.log_dir(name, exp)
     out = {}
-    for stage in stages.stage_nets(name):
+    for stage in stages.stage_nets(name, compare):
         log = os.path.join(log_dir, stage + ".log")
         if os.path.exists(log):
             with open(log) as f:
@@ -27,15 +29,15 @@ def stage_accuracies(name: str, exp: Optional[str]) -> Dict[str, float]:
     return out
 
 
-def summarize(name: str, exps) -> dict:
+def summarize(name: str, exps, compare: bool = False) -> dict:
     """{stage: array of final accuracies, one per experiment root that has the stage}."""
-    per_seed = [stage_accuracies(name, exp) for exp in exps]
+    per_seed = [stage_accuracies(name, exp, compare) for exp in exps]
     if not any(per_seed):
-        raise ValueError("no %s training logs with a test accuracy under %s (run make train "
+        raise ValueError("no %s training logs with a test accuracy under %s (run make %s "
                          "DATASET=%s first)" % (name, ", ".join(paths.log_dir(name, e) for e in exps),
-                                                name))
+                                                "compare" if compare else "train", name))
     return {stage: np.array([acc[stage] for acc in per_seed if stage in acc])
-            for stage in stages.stage_nets(name) if any(stage in acc for acc in per_seed)}
+            for stage in stages.stage_nets(name, compare) if any(stage in acc for acc in per_seed)}
 
 
 def _label(name: str, stage: str):
@@ -71,7 +73,10 @@ def markdown(name: str, summary, seeds) -> str:
     lines += ["", "The noise-type row is the accuracy of predicting the noise type (3 classes), "
               "not the class. The CIFAR-10 reference numbers were logged by the original release "
               "(noise level not recorded); Clothing1M's are from its logs (the paper reports 0.7824).",
-              "", "![test accuracy](report.png)", ""]
+              "", "![test accuracy](report.png)", "",
+              "Beside the other noise-robust methods (bootstrapping, forward and backward "
+              "correction) on the same data, seeds and schedule: `make compare DATASET=%s` writes "
+              "[compare.md](compare.md) here." % name, ""]
     return "\n".join(lines)
 
 
@@ -93,26 +98,41 @@ def write(name: str, exps, seeds, out_dir: str) -> str:
     """Write report.md and report.png into out_dir; return the Markdown."""
     summary = summarize(name, exps)
     os.makedirs(out_dir, exist_ok=True)
-    curves = {}
-    for stage in summary:
-        log = os.path.join(paths.log_dir(name, exps[0]), stage + ".log")
-        with open(log) as f:
-            curves[_label(name, stage)] = f.read()
-    png = os.path.join(out_dir, "report.png")
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, (curve_ax, bar_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
-    caffe_log.plot_curves(curves, png, title="%s, seed %s: test accuracy" % (name, seeds[0]),
-                          ax=curve_ax)
-    labels = [_label(name, stage).replace(" (", "\n(") for stage in summary]
-    bar_ax.bar(labels, [v.mean() for v in summary.values()],
-               yerr=[v.std() for v in summary.values()], capsize=4, color="C0")
-    bar_ax.set_ylabel("final test accuracy")
-    bar_ax.set_title("mean ± std over seeds %s" % ", ".join(str(s) for s in seeds))
-    bar_ax.tick_params(axis="x", labelsize="small")
-    bar_ax.grid(axis="y", alpha=0.3)
-    caffe_log.save_png(fig, png)
+    plot(name, summary, exps, seeds, os.path.join(out_dir, "report.png"))
     text = markdown(name, summary, seeds)
     blob_io.atomic_write_bytes(os.path.join(out_dir, "report.md"), text.encode())
     return text
+
+
+def plot(name: str, summary, exps, seeds, png: str) -> None:
+    """Two panels into `png`: the stages' test-accuracy curves at the first seed, and each
+    stage's final accuracy, mean ± std over seeds, with one dot per seed."""
+    curves = {}
+    for stage in summary:
+        log = os.path.join(paths.log_dir(name, exps[0]), stage + ".log")
+        if os.path.exists(log):
+            with open(log) as f:
+                curves[_label(name, stage)] = f.read()
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (curve_ax, bar_ax) = plt.subplots(1, 2, figsize=(13, 1.5 + 0.45 * max(len(summary), 7)),
+                                           gridspec_kw={"width_ratios": [3, 2]})
+    caffe_log.plot_curves(curves, png, title="%s, seed %s: test accuracy" % (name, seeds[0]),
+                          ax=curve_ax)
+    # Horizontal bars, first stage on top: long method names stay readable.
+    positions = np.arange(len(summary))[::-1]
+    means = [v.mean() for v in summary.values()]
+    bar_ax.barh(positions, means, xerr=[v.std() for v in summary.values()], capsize=3,
+                color="C0", alpha=0.75)
+    for y, mean, values in zip(positions, means, summary.values()):
+        bar_ax.plot(values, [y] * len(values), "k.", markersize=4)
+        bar_ax.text(0.01, y, "%.3f" % mean, va="center", transform=bar_ax.get_yaxis_transform(),
+                    fontsize="small", color="white", fontweight="bold")
+    bar_ax.set_yticks(positions)
+    bar_ax.set_yticklabels([_label(name, stage) for stage in summary], fontsize="small")
+    bar_ax.set_xlabel("final test accuracy")
+    bar_ax.set_xlim(0.0, 1.0)
+    bar_ax.set_title("mean ± std over seeds %s (dots: seeds)" % ", ".join(str(s) for s in seeds))
+    bar_ax.grid(axis="x", alpha=0.3)
+    caffe_log.save_png(fig, png)

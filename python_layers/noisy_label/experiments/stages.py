@@ -9,6 +9,11 @@ the report alike.
 
 The noise-type net is fine-tuned from the clean net's final snapshot, and `init` copies both
 trained nets into the joint net (init_layer_maps), as the original release did.
+
+Each table ends with the other noise-robust methods (`compare` stages: bootstrapping soft and
+hard, forward and backward correction; Clothing1M also noisy-as-truth), which `make compare`
+trains and `make train` leaves out: each fine-tunes the clean net on the mixed set with the
+schedule of the noisy-as-truth baseline (Clothing1M: of ours, both stages), as ours does.
 """
 import copy
 import functools
@@ -24,7 +29,12 @@ from noisy_label.experiments import settings as settings_mod
 # What reports call each role a stage plays (datasets give the original's figures by role).
 ROLE_LABELS = {"clean": "clean only", "noisy_as_truth": "noisy as truth",
                "ntype": "noise-type net (noise-type accuracy)", "ours_stage1": "ours, stage 1",
-               "ours": "ours", "relabelled": "relabel with ours, then train"}
+               "ours": "ours", "relabelled": "relabel with ours, then train",
+               "bootstrap_soft": "bootstrapping, soft (β = 0.95)",
+               "bootstrap_hard": "bootstrapping, hard (β = 0.8)",
+               "forward": "forward correction (estimated Q)",
+               "forward_oracle": "forward correction (true Q, oracle)",
+               "backward": "backward correction (estimated Q)"}
 
 
 RELABELLED_TRAIN = os.path.join(paths.RELABEL, paths.CORRECTED_TRAIN)
@@ -44,17 +54,21 @@ class Stage(object):
     the dataset's initial_weights), ("snapshot", stage) its final .solverstate. tests: the
     Dataset attribute naming the LMDB it tests on while training. prefix: its snapshots' file
     stem (default: its name). role: its row in reports (ROLE_LABELS, and the original release's
-    figures: Dataset.reference_accuracy). reads: files in db_dir, besides make lmdb's, that
-    its data comes from (their content is part of what it was trained from).
+    figures: Dataset.reference_accuracy). reads: files in db_dir that its data comes from
+    besides the LMDBs (make relabel's list, a matrix Q): their content is part of what it was
+    trained from. schedule: the Dataset.schedules entry it trains with (default: its name).
+    compare: trained by `make compare` only, not by `make train`.
     """
 
     def __init__(self, name: str, kind: str = "train", net: Optional[str] = None, build=None,
                  start: Optional[Tuple[str, str]] = None, tests: str = "val_lmdb",
                  prefix: Optional[str] = None, role: Optional[str] = None,
-                 of: Optional[str] = None, into: Optional[str] = None, reads=()):
+                 of: Optional[str] = None, into: Optional[str] = None, reads=(),
+                 schedule: Optional[str] = None, compare: bool = False):
         self.name, self.kind, self.net, self.build, self.start = name, kind, net, build, start
         self.tests, self.prefix, self.role, self.reads = tests, prefix or name, role, reads
         self.of, self.into = of, into    # test: the stage tested; init: the joint stage
+        self.schedule, self.compare = schedule or name, compare
 
     @property
     def label(self) -> str:
@@ -84,7 +98,7 @@ def _synthetic():
                                       name="relabel_ft_clean"),
               start=("weights", "clean"), reads=(RELABELLED_LIST,), role="relabelled"),
         Stage("test", kind="test", net="noisy_label_loss_test", build=nets.test_net,
-              of="noisy_label_loss")]
+              of="noisy_label_loss")] + _compare("noisy_gt_ft_clean", oracle=True)
 
 
 def _clothing1m():
@@ -107,15 +121,48 @@ def _clothing1m():
               start=("snapshot", "noisy_label_loss_stage1"), prefix="noisy_label_loss",
               role="ours"),
         Stage("test", kind="test", net="noisy_label_loss_test", build=nets.test_net,
-              of="noisy_label_loss_stage2")]
+              of="noisy_label_loss_stage2"),
+        # The mixed images' own labels are the clean one where kept, else the noisy one.
+        Stage("noisy_gt_ft_clean", net="noisy_gt_ft_clean_trainval",
+              build=functools.partial(nets.clean_net, train_lmdb=paths.MIXED_IMAGES,
+                                      name="noisy_gt_ft_clean"),
+              start=("weights", "clean"), role="noisy_as_truth",
+              schedule="noisy_label_loss_stage2", compare=True),
+    ] + _compare("noisy_label_loss_stage2", oracle=False)
+
+
+def _compare(schedule: str, oracle: bool):
+    """The other noise-robust losses on the mixed set's noisy labels (docs/model.md#other-
+    noise-robust-losses), each beside the clean loss on its clean labels, fine-tuned from the
+    clean net with `schedule`; oracle: also forward correction with the true Q."""
+    def method(name, layer, role, matrix_q=None, **params):
+        build = functools.partial(nets.robust_loss_net, name=name, layer=layer, params=params,
+                                  matrix_q=matrix_q)
+        return Stage(name, net=name + "_trainval", build=build, start=("weights", "clean"),
+                     role=role, reads=(matrix_q + ".binaryproto",) if matrix_q else (),
+                     schedule=schedule, compare=True)
+    # β as Reed et al. found best for each: 0.95 soft, 0.8 hard.
+    table = [method("bootstrap_soft", "BootstrappingSoftmaxLoss", "bootstrap_soft",
+                    beta=0.95, mode="soft"),
+             method("bootstrap_hard", "BootstrappingSoftmaxLoss", "bootstrap_hard",
+                    beta=0.8, mode="hard"),
+             method("forward_corrected", "ForwardCorrectedSoftmaxLoss", "forward",
+                    matrix_q=paths.ESTIMATED_MATRIX_Q)]
+    if oracle:
+        table.append(method("forward_corrected_true_q", "ForwardCorrectedSoftmaxLoss",
+                            "forward_oracle", matrix_q=paths.TRUE_MATRIX_Q))
+    table.append(method("backward_corrected", "BackwardCorrectedSoftmaxLoss", "backward",
+                        matrix_q=paths.ESTIMATED_MATRIX_Q))
+    return table
 
 
 WORKFLOWS = {"synthetic": _synthetic, "clothing1M": _clothing1m}
 
 
-def stages(name: str) -> List[Stage]:
-    """The stage table of dataset `name`, in order."""
-    return WORKFLOWS[datasets.get_dataset(name).workflow]()
+def stages(name: str, compare: bool = True) -> List[Stage]:
+    """The stage table of dataset `name`, in order (without the compare stages: make train's)."""
+    table = WORKFLOWS[datasets.get_dataset(name).workflow]()
+    return [s for s in table if compare or not s.compare]
 
 
 def stage(name: str, stage_name: str) -> Stage:
@@ -128,14 +175,14 @@ def stage(name: str, stage_name: str) -> Stage:
                      % (stage_name, name, ", ".join(s.name for s in table)))
 
 
-def training(name: str) -> List[Stage]:
-    """The training stages of dataset `name`, in order."""
-    return [s for s in stages(name) if s.kind == "train"]
+def training(name: str, compare: bool = True) -> List[Stage]:
+    """The training stages of dataset `name`, in order (compare: with the compare stages)."""
+    return [s for s in stages(name, compare) if s.kind == "train"]
 
 
-def stage_nets(name: str) -> Dict[str, str]:
+def stage_nets(name: str, compare: bool = True) -> Dict[str, str]:
     """{training stage: its trainval net's file stem}, in workflow order."""
-    return {s.name: s.net for s in training(name)}
+    return {s.name: s.net for s in training(name, compare)}
 
 
 def solver_file_name(name: str, stage_name: str) -> str:
@@ -206,7 +253,7 @@ def experiment(name: str, exp: Optional[str] = None, seed: int = 1,
         if s.kind == "train":
             out[s.solver_file()] = nets.solver(
                 ds, files, s.name, os.path.join(out_dir, s.net + ".prototxt"),
-                getattr(ds, s.tests), s.prefix, seed, settings)
+                getattr(ds, s.tests), s.prefix, seed, settings, schedule=s.schedule)
     return out_dir, out
 
 

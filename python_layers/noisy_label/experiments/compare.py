@@ -1,0 +1,130 @@
+"""`make compare`: the noise-robust methods side by side, on one dataset's LMDBs, seeds, tower
+and schedule; `compare.md`, `compare.png` and `compare.json` in $EXP/logs/<dataset>/.
+
+A method is the training stage playing its role in the stage table (stages.py): clean only,
+noisy as truth, bootstrapping soft and hard, forward correction (estimated Q; the true Q as an
+oracle where the noise is synthetic), backward correction, ours, and relabel-then-train. Its
+score at a seed is the final test accuracy of that stage's training log, on the dataset's
+val_lmdb (digits, CIFAR-10: the test set; Clothing1M: clean_val).
+"""
+import json
+import os
+from typing import List, Optional
+
+import numpy as np
+
+from noisy_label import datasets, paths
+from noisy_label.experiments import caffe_log, pipeline, report, stages
+from noisy_label.io import atomic
+
+ROLES = ("clean", "noisy_as_truth", "bootstrap_soft", "bootstrap_hard", "forward",
+         "forward_oracle", "backward", "ours", "relabelled")
+
+
+def methods(name: str) -> List["stages.Stage"]:
+    """The training stages compared on dataset `name`, in ROLES order (a role played by two
+    stages, as ours on Clothing1M, by its last)."""
+    by_role = {s.role: s for s in stages.training(name) if s.role in ROLES}
+    return [by_role[role] for role in ROLES if role in by_role]
+
+
+def run(name: str, exp: Optional[str], seeds, gpu=None, settings=None, keep_snapshots=None):
+    """Train every method at every seed: make train's stages, then make compare's. Finished
+    stages are skipped, stopped ones resumed; a seed without LMDBs gets make lmdb's defaults."""
+    for seed in seeds:
+        root = paths.seed_root(exp, seed)
+        print("== %s, seed %d (%s)" % (name, seed, root), flush=True)
+        if not os.path.exists(os.path.join(paths.db_dir(name, root), paths.MANIFEST)):
+            print("no LMDBs for seed %d yet: make lmdb DATASET=%s SEED=%d" % (seed, name, seed))
+            datasets.build(name, exp=root, data_root=paths.data_root(name, exp), seed=seed)
+        pipeline.Experiment(name, exp, gpu=gpu, seed=seed, settings=settings,
+                            keep_snapshots=keep_snapshots).run(compare=True)
+
+
+def results(name: str, exp: Optional[str], seeds) -> dict:
+    """What compare.json holds: {"dataset", "tested_on", "chance", "seeds", "methods": {label:
+    {"stage", "seeds": {seed: accuracy}, "mean", "std", "lowest_train_loss": {seed: loss}}}},
+    from the training logs of each seed's root. ValueError naming the first method and seed
+    without a final test accuracy."""
+    out = {}
+    for stage in methods(name):
+        accuracy, lowest = {}, {}
+        for seed in seeds:
+            log = os.path.join(paths.log_dir(name, paths.seed_root(exp, seed)), stage.name + ".log")
+            text = open(log).read() if os.path.exists(log) else ""
+            final = caffe_log.final_test(text)
+            if final is None:
+                raise ValueError("no final test accuracy for %s (stage %s) at seed %d in %s: run "
+                                 "make compare DATASET=%s SEEDS=\"%s\" first"
+                                 % (stage.label, stage.name, seed, log, name,
+                                    " ".join(map(str, seeds))))
+            accuracy[str(seed)] = final
+            losses = [row["loss"] for row in caffe_log.parse(text)["train"]]
+            lowest[str(seed)] = min(losses) if losses else None
+        values = np.array(list(accuracy.values()))
+        out[stage.label] = {"stage": stage.name, "seeds": accuracy, "mean": float(values.mean()),
+                            "std": float(values.std()), "lowest_train_loss": lowest}
+    return {"dataset": name, "tested_on": datasets.get_dataset(name).val_lmdb,
+            "chance": 1.0 / datasets.get_dataset(name).num_classes,
+            "seeds": [int(s) for s in seeds], "methods": out}
+
+
+def markdown(compared: dict) -> str:
+    """compare.md: one row per method, mean ± std and each seed, the best mean in bold."""
+    name, seeds, rows = compared["dataset"], compared["seeds"], compared["methods"]
+    best = max(rows, key=lambda label: rows[label]["mean"])
+    lines = ["# %s: noise-robust methods compared" % name, "",
+             "Final test accuracy on `%s` of each method's training stage, mean ± std over "
+             "seeds %s (std over seeds, ddof 0). Same LMDBs, tower, schedule and seeds for every "
+             "method; each fine-tunes the clean-only net on the mixed set, seeing the clean "
+             "labels where kept and the noisy ones elsewhere (docs/model.md#other-noise-robust-"
+             "losses). Bold: the best mean." % (compared["tested_on"], ", ".join(map(str, seeds))),
+             "", "| method | stage | mean ± std | %s |" % " | ".join("seed %d" % s for s in seeds),
+             "| --- | --- | --- | %s |" % " | ".join("---" for _ in seeds)]
+    for label, row in rows.items():
+        score = "%.4f ± %.4f" % (row["mean"], row["std"])
+        lines.append("| %s | %s | %s | %s |" % (
+            label, row["stage"], "**%s**" % score if label == best else score,
+            " | ".join("%.4f" % row["seeds"][str(s)] for s in seeds)))
+    ours = [label for label in rows if rows[label]["stage"] in _role_stages(name, "ours")]
+    if ours:
+        ranked = sorted(rows, key=lambda label: -rows[label]["mean"])
+        lines += ["", "Ours ranks %d of %d by mean (%.4f; best: %s, %.4f)."
+                  % (ranked.index(ours[0]) + 1, len(ranked), rows[ours[0]]["mean"], best,
+                     rows[best]["mean"])]
+    for label, row in rows.items():
+        negative = {seed: loss for seed, loss in row["lowest_train_loss"].items()
+                    if loss is not None and loss < 0}
+        if row["mean"] < compared["chance"] + 0.05 or negative:
+            lines += ["", "%s: %s%s" % (label, "ends near chance (%.2f). " % compared["chance"]
+                                        if row["mean"] < compared["chance"] + 0.05 else "",
+                                        "Its training loss went negative (lowest %s): the loss "
+                                        "is unbounded below, so training can drive it down "
+                                        "without fitting the labels." % ", ".join(
+                                            "%.2f at seed %s" % (loss, seed)
+                                            for seed, loss in negative.items())
+                                        if negative else "")]
+    lines += ["", "![test accuracy](compare.png)", ""]
+    return "\n".join(lines)
+
+
+def _role_stages(name: str, role: str):
+    return [s.name for s in stages.training(name) if s.role == role]
+
+
+def write(name: str, exp: Optional[str], seeds, out_dir: Optional[str] = None) -> str:
+    """Write compare.json, compare.md and compare.png (into $EXP/logs/<name>/ by default);
+    return the Markdown."""
+    compared = results(name, exp, seeds)
+    out_dir = out_dir or paths.log_dir(name, exp)
+    os.makedirs(out_dir, exist_ok=True)
+    summary = {row["stage"]: np.array([row["seeds"][str(s)] for s in seeds])
+               for row in compared["methods"].values()}
+    report.plot(name, summary, [paths.seed_root(exp, s) for s in seeds], seeds,
+                os.path.join(out_dir, "compare.png"))
+    # Methods in ROLES order, as the table.
+    atomic.write_text(os.path.join(out_dir, "compare.json"),
+                      json.dumps(compared, indent=1, ensure_ascii=False) + "\n")
+    text = markdown(compared)
+    atomic.write_text(os.path.join(out_dir, "compare.md"), text)
+    return text
