@@ -93,12 +93,13 @@ relabel: venv
 	$(VENV)/bin/python tools/relabel.py $(DATASET) $(if $(SEED),--seed $(SEED)) \
 		$(if $(SET),--set "$(SET)") $(if $(THRESHOLD),--threshold $(THRESHOLD))
 
-# make compare DATASET=... [SEEDS="1 2 3"] [SET=...] [KEEP_SNAPSHOTS=k]: make train's stages
-#   and the other noise-robust losses (bootstrapping, forward / backward correction) at each
-#   seed (make lmdb's defaults for a seed not built yet), then the table, plot and JSON in
-#   $(EXP)/logs/<dataset>/; finished stages are reused
+# make compare DATASET=... [SEEDS="1 2 3"] [SET=...] [KEEP_SNAPSHOTS=k] [DATA_ROOT=dir]: make
+#   train's stages and the other noise-robust losses (bootstrapping, forward / backward
+#   correction) at each seed (make lmdb's defaults from DATA_ROOT for a seed not built yet),
+#   then the table, plot and JSON in $(EXP)/logs/<dataset>/; finished stages are reused
 compare: venv
 	$(VENV)/bin/python tools/compare.py $(DATASET) $(if $(SEEDS),--seeds $(SEEDS)) \
+		$(if $(DATA_ROOT),--data-root $(DATA_ROOT)) \
 		$(if $(SET),--set "$(SET)") $(if $(KEEP_SNAPSHOTS),--keep-snapshots $(KEEP_SNAPSHOTS))
 
 clean:

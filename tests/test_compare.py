@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 from google.protobuf import text_format
-from helpers import REPO, run_plain
+from helpers import PYTHON, REPO, run_plain
 
 from noisy_label import paths
 from noisy_label.core import matrix_c
@@ -133,3 +133,14 @@ def test_report_only_without_logs_names_what_to_run(tmp_path):
     with pytest.raises(ValueError, match=r"no final test accuracy for clean only \(stage clean\) "
                                          r"at seed 1 in .*: run make compare DATASET=digits"):
         compare.results("digits", str(tmp_path), [1])
+
+
+def test_a_seed_without_lmdbs_or_raw_data_is_one_line(tmp_path):
+    proc = run_plain([PYTHON, os.path.join(REPO, "tools", "compare.py"), "clothing1M", "--exp",
+                      str(tmp_path / "exp"), "--data-root", "nowhere", "--seeds", "2"],
+                     cwd=str(tmp_path))
+    assert proc.returncode == 1 and "Traceback" not in proc.stdout
+    assert proc.stdout.splitlines()[-2:] == [
+        "no LMDBs for seed 2 yet: make lmdb DATASET=clothing1M SEED=2",
+        "compare: DATA_ROOT=nowhere does not exist: put the Clothing1M tree there (%s, images/) "
+        "or pass DATA_ROOT=<its directory>" % ", ".join(sorted(paths.CLOTHING1M_FILES.values()))]

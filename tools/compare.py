@@ -26,6 +26,8 @@ def main():
     parser.add_argument("--exp", help="experiment root (default: $EXP or exp/)")
     parser.add_argument("--seeds", type=cli.at_least(1), nargs="+", default=[1, 2, 3],
                         help="seed roots, as make lmdb / make train SEED=n (default 1 2 3)")
+    parser.add_argument("--data-root", help="the raw data, for a seed without LMDBs (default: "
+                                              "<exp>/datasets/<dataset>)")
     parser.add_argument("--set", dest="settings", default="", help="as make train SET=...")
     parser.add_argument("--keep-snapshots", type=cli.at_least(0), default=None, metavar="K",
                         help="keep only the newest K intermediate snapshots of each stage")
@@ -37,7 +39,7 @@ def main():
     start = time.time()
     if not args.report_only:
         compare.run(args.dataset, args.exp, seeds, pipeline.gpu_choice(args.gpu), args.settings,
-                    args.keep_snapshots)
+                    args.keep_snapshots, args.data_root)
     print(compare.write(args.dataset, args.exp, seeds))
     out_dir = paths.log_dir(args.dataset, args.exp)
     print("compare: %s (.png, .json) (%.0f s)" % (os.path.join(out_dir, "compare.md"),

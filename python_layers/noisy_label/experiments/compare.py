@@ -28,15 +28,18 @@ def methods(name: str) -> List["stages.Stage"]:
     return [by_role[role] for role in ROLES if role in by_role]
 
 
-def run(name: str, exp: Optional[str], seeds, gpu=None, settings=None, keep_snapshots=None):
+def run(name: str, exp: Optional[str], seeds, gpu=None, settings=None, keep_snapshots=None,
+        data_root: Optional[str] = None):
     """Train every method at every seed: make train's stages, then make compare's. Finished
-    stages are skipped, stopped ones resumed; a seed without LMDBs gets make lmdb's defaults."""
+    stages are skipped, stopped ones resumed; a seed without LMDBs gets make lmdb's defaults
+    (from data_root, default <exp>/datasets/<name>)."""
     for seed in seeds:
         root = paths.seed_root(exp, seed)
         print("== %s, seed %d (%s)" % (name, seed, root), flush=True)
         if not os.path.exists(os.path.join(paths.db_dir(name, root), paths.MANIFEST)):
             print("no LMDBs for seed %d yet: make lmdb DATASET=%s SEED=%d" % (seed, name, seed))
-            datasets.build(name, exp=root, data_root=paths.data_root(name, exp), seed=seed)
+            datasets.build(name, exp=root, data_root=data_root or paths.data_root(name, exp),
+                           seed=seed)
         pipeline.Experiment(name, exp, gpu=gpu, seed=seed, settings=settings,
                             keep_snapshots=keep_snapshots).run(compare=True)
 
