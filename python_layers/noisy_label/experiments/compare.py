@@ -46,7 +46,8 @@ def run(name: str, exp: Optional[str], seeds, gpu=None, settings=None, keep_snap
 
 def results(name: str, exp: Optional[str], seeds) -> dict:
     """What compare.json holds: {"dataset", "tested_on", "chance", "seeds", "methods": {label:
-    {"stage", "seeds": {seed: accuracy}, "mean", "std", "lowest_train_loss": {seed: loss}}}},
+    {"stage", "role", "seeds": {seed: accuracy}, "mean", "std", "lowest_train_loss": {seed:
+    loss}}}},
     from the training logs of each seed's root. ValueError naming the first method and seed
     without a final test accuracy."""
     out = {}
@@ -65,8 +66,9 @@ def results(name: str, exp: Optional[str], seeds) -> dict:
             losses = [row["loss"] for row in caffe_log.parse(text)["train"]]
             lowest[str(seed)] = min(losses) if losses else None
         values = np.array(list(accuracy.values()))
-        out[stage.label] = {"stage": stage.name, "seeds": accuracy, "mean": float(values.mean()),
-                            "std": float(values.std()), "lowest_train_loss": lowest}
+        out[stage.label] = {"stage": stage.name, "role": stage.role, "seeds": accuracy,
+                            "mean": float(values.mean()), "std": float(values.std()),
+                            "lowest_train_loss": lowest}
     return {"dataset": name, "tested_on": datasets.get_dataset(name).val_lmdb,
             "chance": 1.0 / datasets.get_dataset(name).num_classes,
             "seeds": [int(s) for s in seeds], "methods": out}
@@ -89,30 +91,33 @@ def markdown(compared: dict) -> str:
         lines.append("| %s | %s | %s | %s |" % (
             label, row["stage"], "**%s**" % score if label == best else score,
             " | ".join("%.4f" % row["seeds"][str(s)] for s in seeds)))
-    ours = [label for label in rows if rows[label]["stage"] in _role_stages(name, "ours")]
+    ours = [label for label, row in rows.items() if row["role"] == "ours"]
     if ours:
         ranked = sorted(rows, key=lambda label: -rows[label]["mean"])
         lines += ["", "Ours ranks %d of %d by mean (%.4f; best: %s, %.4f)."
                   % (ranked.index(ours[0]) + 1, len(ranked), rows[ours[0]]["mean"], best,
                      rows[best]["mean"])]
     for label, row in rows.items():
-        negative = {seed: loss for seed, loss in row["lowest_train_loss"].items()
-                    if loss is not None and loss < 0}
-        if row["mean"] < compared["chance"] + 0.05 or negative:
-            lines += ["", "%s: %s%s" % (label, "ends near chance (%.2f). " % compared["chance"]
-                                        if row["mean"] < compared["chance"] + 0.05 else "",
-                                        "Its training loss went negative (lowest %s): the loss "
-                                        "is unbounded below, so training can drive it down "
-                                        "without fitting the labels." % ", ".join(
-                                            "%.2f at seed %s" % (loss, seed)
-                                            for seed, loss in negative.items())
-                                        if negative else "")]
+        warning = _warning(row, compared["chance"])
+        if warning:
+            lines += ["", "%s: %s" % (label, warning)]
     lines += ["", "![test accuracy](compare.png)", ""]
     return "\n".join(lines)
 
 
-def _role_stages(name: str, role: str):
-    return [s.name for s in stages.training(name) if s.role == role]
+def _warning(row: dict, chance: float) -> str:
+    """What a reader should know about a method's row: it ended near chance, its training loss
+    went negative (a loss unbounded below: backward correction); "" if neither."""
+    text = []
+    if row["mean"] < chance + 0.05:
+        text.append("ends near chance (%.2f)." % chance)
+    negative = ["%.2f at seed %s" % (loss, seed) for seed, loss in row["lowest_train_loss"].items()
+                if loss is not None and loss < 0]
+    if negative:
+        text.append("Its training loss went negative (lowest %s): the loss is unbounded below, "
+                    "so training can drive it down without fitting the labels."
+                    % ", ".join(negative))
+    return " ".join(text)
 
 
 def write(name: str, exp: Optional[str], seeds, out_dir: Optional[str] = None) -> str:
