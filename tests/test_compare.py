@@ -42,14 +42,14 @@ def compared(tmp_path_factory):
 def test_the_compare_stages_are_make_compares_only():
     assert [s.name for s in stages.training("digits") if s.compare] == COMPARE_STAGES
     assert not any(s.compare for s in stages.stages("digits", compare=False))
-    # Clothing1M: no true Q; noisy-as-truth is a compare stage there (make train has no baseline).
-    assert [s.name for s in stages.training("clothing1M") if s.compare] == [
+    # Clothing1M: no true Q; noisy-as-truth and relabel-then-train are compare stages there.
+    assert [s.name for s in stages.stages("clothing1M") if s.compare] == [
         "noisy_gt_ft_clean", "bootstrap_soft", "bootstrap_hard", "forward_corrected",
-        "backward_corrected"]
+        "backward_corrected", "relabel", "relabel_ft_clean"]
     assert [s.label for s in compare.methods("digits")] == METHODS
     assert [s.name for s in compare.methods("clothing1M")] == [
         "clean", "noisy_gt_ft_clean", "bootstrap_soft", "bootstrap_hard", "forward_corrected",
-        "backward_corrected", "noisy_label_loss_stage2"]
+        "backward_corrected", "noisy_label_loss_stage2", "relabel_ft_clean"]
 
 
 def test_every_method_at_every_seed_from_the_logs(compared):

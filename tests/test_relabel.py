@@ -133,7 +133,9 @@ def test_relabel_then_train_is_a_stage_of_the_pipeline(relabelled):
     exp, _ = relabelled
     log = open(os.path.join(paths.log_dir("digits", exp), "relabel_ft_clean.log")).read()
     assert "Optimization Done" in log
-    assert os.path.join(paths.RELABEL, paths.CORRECTED_TRAIN) in log
+    # The mixed images, their labels from make relabel's label LMDB.
+    assert os.path.join(paths.RELABEL, paths.CORRECTED_LABELS) in log
+    assert paths.lmdb_path("digits", paths.MIXED_IMAGES, exp) in log
     proc = make("train", exp)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "[digits] relabel: done" in proc.stdout

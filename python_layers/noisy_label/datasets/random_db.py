@@ -1,6 +1,7 @@
-"""Random stand-ins for a dataset's files: every image and label LMDB its nets read, its mean
-file and valid matrices C and Q, in `paths.db_dir(name, exp)`. For tests and benchmarks that
-exercise nets, not data (the one fixture builder they share)."""
+"""Random stand-ins for a dataset's files: every image and label LMDB its nets read (make
+relabel's corrected labels too), its mean file and valid matrices C and Q, in
+`paths.db_dir(name, exp)`. For tests and benchmarks that exercise nets, not data (the one
+fixture builder they share)."""
 import os
 from typing import Optional
 
@@ -38,9 +39,7 @@ def write(name: str, exp: Optional[str], num: int = 4, seed: int = 0,
     images = images.astype(np.uint8)
     labels = rng.randint(min(3, ds.num_classes), size=num)      # valid as class and noise type
     db_dir = paths.db_dir(name, exp)
-    # make lmdb's image LMDBs, and make relabel's images with corrected labels.
-    os.makedirs(os.path.join(db_dir, paths.RELABEL), exist_ok=True)
-    for db in paths.IMAGE_LMDBS + (os.path.join(paths.RELABEL, paths.CORRECTED_TRAIN),):
+    for db in paths.IMAGE_LMDBS:
         with lmdb_io.LmdbWriter(paths.lmdb_path(name, db, exp)) as out:
             for i in tqdm(range(num), desc=db, leave=False, disable=not progress):
                 out.put(lmdb_io.image_key(i, "img%d.png" % i),
@@ -51,6 +50,10 @@ def write(name: str, exp: Optional[str], num: int = 4, seed: int = 0,
                "ntype": np.where(has_clean, labels, -1)}
     for field, db in paths.MIXED_LABELS.items():
         lmdb_io.write_label_lmdb(paths.lmdb_path(name, db, exp), columns[field], desc=False)
+    # make relabel's corrected labels, aligned with the mixed images as the others.
+    os.makedirs(os.path.join(db_dir, paths.RELABEL), exist_ok=True)
+    lmdb_io.write_label_lmdb(os.path.join(db_dir, paths.RELABEL, paths.CORRECTED_LABELS), labels,
+                             desc=False)
     blob_io.write_blobproto(paths.mean_file(name, exp), np.full((1,) + tuple(ds.image_shape), 100.0))
     n = ds.num_classes
     matrix_c = (np.ones((n, n)) - np.eye(n)) / (n - 1)         # columns sum to 1

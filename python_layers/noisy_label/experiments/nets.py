@@ -85,10 +85,17 @@ class Files(object):
         return self.rel(os.path.join(paths.db_dir(self.name, self.root), matrix + ".binaryproto"))
 
 
-def clean_net(ds, files, train_lmdb=paths.CLEAN_TRAIN, name: str = "clean"):
-    """The clean-label classifier (also the noisy-as-truth net, on the mixed set)."""
+def clean_net(ds, files, train_lmdb=paths.CLEAN_TRAIN, name: str = "clean",
+              label_lmdb: Optional[str] = None):
+    """The clean-label classifier (also the noisy-as-truth net, on the mixed set). label_lmdb:
+    a label LMDB aligned with train_lmdb that replaces its labels (make relabel's)."""
     net = _net("%s_%s" % (ds.name, name))
-    _data(net, ds, files, "data", ["data", "label"], train_lmdb, TRAIN, ds.train_batch)
+    if label_lmdb:
+        _data(net, ds, files, "data", ["data"], train_lmdb, TRAIN, ds.train_batch)
+        _data(net, ds, files, "label", ["label"], label_lmdb, TRAIN, ds.train_batch,
+              transform=False)
+    else:
+        _data(net, ds, files, "data", ["data", "label"], train_lmdb, TRAIN, ds.train_batch)
     _data(net, ds, files, "data", ["data", "label"], ds.val_lmdb, TEST, ds.test_batch)
     logits, _ = TOWERS[ds.tower](net, "data", ds.num_classes, head_suffix=ds.clean_head,
                          bias_decay=ds.bias_decay)

@@ -11,9 +11,10 @@ The noise-type net is fine-tuned from the clean net's final snapshot, and `init`
 trained nets into the joint net (init_layer_maps), as the original release did.
 
 Each table ends with the other noise-robust methods (`compare` stages: bootstrapping soft and
-hard, forward and backward correction; Clothing1M also noisy-as-truth), which `make compare`
-trains and `make train` leaves out: each fine-tunes the clean net on the mixed set with the
-schedule of the noisy-as-truth baseline (Clothing1M: of ours, both stages), as ours does.
+hard, forward and backward correction; Clothing1M also noisy-as-truth, relabel and
+relabel-then-train), which `make compare` trains and `make train` leaves out: each fine-tunes
+the clean net on the mixed set with the schedule of the noisy-as-truth baseline (Clothing1M:
+of ours, both stages), as ours does.
 """
 import copy
 import functools
@@ -37,7 +38,7 @@ ROLE_LABELS = {"clean": "clean only", "noisy_as_truth": "noisy as truth",
                "backward": "backward correction (estimated Q)"}
 
 
-RELABELLED_TRAIN = os.path.join(paths.RELABEL, paths.CORRECTED_TRAIN)
+RELABELLED_LABELS = os.path.join(paths.RELABEL, paths.CORRECTED_LABELS)
 RELABEL_SUMMARY = os.path.join(paths.RELABEL, "summary.json")
 RELABELLED_LIST = os.path.join(paths.RELABEL, paths.CORRECTED_LABELS + ".txt")
 
@@ -91,12 +92,7 @@ def _synthetic():
         Stage("init", kind="init", into="noisy_label_loss"),
         Stage("noisy_label_loss", net="noisy_label_loss_trainval",
               build=nets.noisy_label_loss_net, start=("weights", "init"), role="ours"),
-        # Clean the mixed set with the joint model, then fine-tune the clean net on it.
-        Stage("relabel", kind="relabel", of="noisy_label_loss"),
-        Stage("relabel_ft_clean", net="relabel_ft_clean_trainval",
-              build=functools.partial(nets.clean_net, train_lmdb=RELABELLED_TRAIN,
-                                      name="relabel_ft_clean"),
-              start=("weights", "clean"), reads=(RELABELLED_LIST,), role="relabelled"),
+    ] + _relabelled("noisy_label_loss") + [
         Stage("test", kind="test", net="noisy_label_loss_test", build=nets.test_net,
               of="noisy_label_loss")] + _compare("noisy_gt_ft_clean", oracle=True)
 
@@ -128,7 +124,19 @@ def _clothing1m():
                                       name="noisy_gt_ft_clean"),
               start=("weights", "clean"), role="noisy_as_truth",
               schedule="noisy_label_loss_stage2", compare=True),
-    ] + _compare("noisy_label_loss_stage2", oracle=False)
+    ] + _compare("noisy_label_loss_stage2", oracle=False) + _relabelled(
+        "noisy_label_loss_stage2", schedule="noisy_label_loss_stage2", compare=True)
+
+
+def _relabelled(joint: str, schedule: Optional[str] = None, compare: bool = False):
+    """Clean the mixed set with the final model of stage `joint` (make relabel), then fine-tune
+    the clean net on the corrected labels: the mixed images with make relabel's label LMDB."""
+    return [Stage("relabel", kind="relabel", of=joint, compare=compare),
+            Stage("relabel_ft_clean", net="relabel_ft_clean_trainval",
+                  build=functools.partial(nets.clean_net, train_lmdb=paths.MIXED_IMAGES,
+                                          label_lmdb=RELABELLED_LABELS, name="relabel_ft_clean"),
+                  start=("weights", "clean"), reads=(RELABELLED_LIST,), role="relabelled",
+                  schedule=schedule, compare=compare)]
 
 
 def _compare(schedule: str, oracle: bool):
