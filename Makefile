@@ -59,14 +59,15 @@ bench-mpi: venv
 	$(IN_VENV) python bench/bench_mpi.py
 
 bench: venv bench-mpi
-	$(IN_VENV) python bench/bench_noisy_loss.py && python bench/bench_lmdb.py && \
-		python bench/bench_relabel.py
+	$(IN_VENV) python bench/bench_noisy_loss.py && python bench/bench_robust_losses.py && \
+		python bench/bench_lmdb.py && python bench/bench_relabel.py
 
 # On a GPU machine: the noisy-label loss in the Clothing1M joint net against two stock
-# SoftmaxWithLoss, images/s of each stage beside caffe time, the allreduce MPI vs NCCL.
+# SoftmaxWithLoss, the other robust losses against SoftmaxWithLoss, images/s of each stage beside caffe time, the allreduce MPI vs NCCL.
 .PHONY: bench-gpu
 bench-gpu: venv
-	$(IN_VENV) python bench/bench_noisy_loss.py --net clothing1M --gpu && python bench/bench_gpu.py
+	$(IN_VENV) python bench/bench_noisy_loss.py --net clothing1M --gpu && \
+		python bench/bench_robust_losses.py --gpu && python bench/bench_gpu.py
 
 # make lmdb DATASET=cifar10|clothing1M|digits [DATA_ROOT=dir] [SEED=n] [FORCE=1] [NOISE_LEVEL=0.5]
 #   [NUM_CLEAN=n] [JPEG_QUALITY=75] [RESIZE=256] [UPSAMPLE=1.0] [ENCODED=1] [SKIP_BAD=1]:

@@ -93,3 +93,6 @@ def test_benchmarks_with_the_venv_python(tmp_path):
     out = ok(run_plain([PYTHON, os.path.join(REPO, "bench", "bench_lmdb.py"), "--images", "20",
                         "--size", "32", "--repeat", "1"], cwd=str(tmp_path)))
     assert "convert_imageset" in out
+    out = ok(run_plain([PYTHON, os.path.join(REPO, "bench", "bench_robust_losses.py"), "--iters",
+                        "2"], cwd=str(tmp_path)))
+    assert "backward correction" in out and "ratio" in out and "machine: " in out
