@@ -43,8 +43,13 @@ def loss(net, method, logits, matrix_q_file):
                                      param_str=repr(params).replace("'", '"')))
 
 
+def _net(kind, method):
+    """An empty NetParameter named after the kind of net and the loss (its prototxt's name)."""
+    return nets._net("%s_%s" % (kind, (method or "stock").replace(", ", "_").replace(" ", "_")))
+
+
 def loss_only_net(method, batch, num_classes, matrix_q_file):
-    net = nets._net("loss_only_%s" % (method or "stock").replace(", ", "_").replace(" ", "_"))
+    net = _net("loss_only", method)
     nets.add_layer(net, "logits", "Parameter",
                    parameter_param=dict(shape=dict(dim=[batch, num_classes])))
     input_layer(net, {"label_noisy": (batch,)})
@@ -53,7 +58,7 @@ def loss_only_net(method, batch, num_classes, matrix_q_file):
 
 
 def tower_net(method, batch, matrix_q_file):
-    net = nets._net("cifar_quick_%s" % (method or "stock").replace(", ", "_").replace(" ", "_"))
+    net = _net("cifar_quick", method)
     input_layer(net, {"data": (batch, 3, 32, 32), "label_noisy": (batch,)})
     logits, _ = nets.TOWERS["cifar_quick"](net, "data", 10)
     loss(net, method, logits, matrix_q_file)
