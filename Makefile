@@ -63,7 +63,8 @@ bench: venv bench-mpi
 		python bench/bench_lmdb.py && python bench/bench_relabel.py
 
 # On a GPU machine: the noisy-label loss in the Clothing1M joint net against two stock
-# SoftmaxWithLoss, the other robust losses against SoftmaxWithLoss, images/s of each stage beside caffe time, the allreduce MPI vs NCCL.
+# SoftmaxWithLoss, the other robust losses against SoftmaxWithLoss, images/s of each stage
+# beside caffe time, the allreduce MPI vs NCCL.
 .PHONY: bench-gpu
 bench-gpu: venv
 	$(IN_VENV) python bench/bench_noisy_loss.py --net clothing1M --gpu && \

@@ -11,6 +11,7 @@ against the stock SoftmaxWithLoss they replace.
    medians are reported (bench_noisy_loss.compare), so both see the same machine load.
 """
 import argparse
+import json
 import os
 import tempfile
 
@@ -40,7 +41,7 @@ def loss(net, method, logits, matrix_q_file):
     params = {k: matrix_q_file if k == "matrix_q" else v for k, v in params.items()}
     nets.add_layer(net, "loss", "Python", [logits, "label_noisy"], ["loss"], loss_weight=[1.0],
                    python_param=dict(module="noisy_label.layers", layer=layer,
-                                     param_str=repr(params).replace("'", '"')))
+                                     param_str=json.dumps(params)))
 
 
 def _net(kind, method):

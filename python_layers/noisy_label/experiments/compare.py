@@ -45,11 +45,10 @@ def run(name: str, exp: Optional[str], seeds, gpu=None, settings=None, keep_snap
 
 
 def results(name: str, exp: Optional[str], seeds) -> dict:
-    """What compare.json holds: {"dataset", "tested_on", "chance", "seeds", "methods": {label:
-    {"stage", "role", "seeds": {seed: accuracy}, "mean", "std", "lowest_train_loss": {seed:
-    loss}}}},
-    from the training logs of each seed's root. ValueError naming the first method and seed
-    without a final test accuracy."""
+    """What compare.json holds, from the training logs of each seed's root: {"dataset",
+    "tested_on", "chance", "seeds", "methods": {label: {"stage", "role", "seeds": {seed:
+    accuracy}, "mean", "std", "lowest_train_loss": {seed: loss}}}}. ValueError naming the
+    first method and seed without a final test accuracy."""
     out = {}
     for stage in methods(name):
         accuracy, lowest = {}, {}

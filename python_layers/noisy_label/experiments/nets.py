@@ -118,16 +118,22 @@ def ntype_net(ds, files):
     return net
 
 
+def _mixed_data(net, ds, files, kinds):
+    """TRAIN: the mixed images and the label LMDBs `label_<kind>` of `kinds`; TEST: val_lmdb
+    as data and label_clean."""
+    _data(net, ds, files, "data", ["data"], paths.MIXED_IMAGES, TRAIN, ds.train_batch)
+    # Data layers with one batch size over LMDBs in the same key order stay aligned.
+    for kind in kinds:
+        _data(net, ds, files, "label_" + kind, ["label_" + kind], paths.MIXED_LABELS[kind], TRAIN,
+              ds.train_batch, transform=False)
+    _data(net, ds, files, "data", ["data", "label_clean"], ds.val_lmdb, TEST, ds.test_batch)
+
+
 def noisy_label_loss_net(ds, files, clean_weight: float = 1.0, ntype_weight: float = 1.0,
                          update_noise_lr: float = 1.0, name: str = "noisy_label_loss"):
     """The joint net of the paper, trained on the four aligned mixed LMDBs."""
     net = _net("%s_%s" % (ds.name, name))
-    _data(net, ds, files, "data", ["data"], paths.MIXED_IMAGES, TRAIN, ds.train_batch)
-    # Four Data layers with one batch size over LMDBs in the same key order stay aligned.
-    for kind in ("clean", "noisy") + (("ntype",) if ntype_weight else ()):
-        _data(net, ds, files, "label_" + kind, ["label_" + kind], paths.MIXED_LABELS[kind], TRAIN,
-              ds.train_batch, transform=False)
-    _data(net, ds, files, "data", ["data", "label_clean"], ds.val_lmdb, TEST, ds.test_batch)
+    _mixed_data(net, ds, files, ("clean", "noisy") + (("ntype",) if ntype_weight else ()))
     clean_logits, _ = TOWERS[ds.tower](net, "data", ds.num_classes, suffix="_clean",
                                bias_decay=ds.bias_decay)
     _accuracy(net, clean_logits, "label_clean")
@@ -152,11 +158,7 @@ def robust_loss_net(ds, files, name: str, layer: str, params: dict, matrix_q: Op
     (+ {"matrix_q": the file of make lmdb's matrix `matrix_q`}) on the noisy ones. The tower
     keeps the clean net's layer names, so that `-weights` of the clean net fills it."""
     net = _net("%s_%s" % (ds.name, name))
-    _data(net, ds, files, "data", ["data"], paths.MIXED_IMAGES, TRAIN, ds.train_batch)
-    for kind in ("clean", "noisy"):
-        _data(net, ds, files, "label_" + kind, ["label_" + kind], paths.MIXED_LABELS[kind], TRAIN,
-              ds.train_batch, transform=False)
-    _data(net, ds, files, "data", ["data", "label_clean"], ds.val_lmdb, TEST, ds.test_batch)
+    _mixed_data(net, ds, files, ("clean", "noisy"))
     logits, _ = TOWERS[ds.tower](net, "data", ds.num_classes, head_suffix=ds.clean_head,
                                  bias_decay=ds.bias_decay)
     _accuracy(net, logits, "label_clean")

@@ -14,12 +14,12 @@ from noisy_label.experiments import caffe_log, stages
 from noisy_label.io import blob_io
 
 
-def stage_accuracies(name: str, exp: Optional[str], compare: bool = False) -> Dict[str, float]:
-    """{stage: final test accuracy} from the training logs under one experiment root (of make
-    train's stages; compare: and make compare's)."""
+def stage_accuracies(name: str, exp: Optional[str]) -> Dict[str, float]:
+    """{stage: final test accuracy} of make train's stages, from the training logs under one
+    experiment root."""
     log_dir = paths.log_dir(name, exp)
     out = {}
-    for stage in stages.stage_nets(name, compare):
+    for stage in stages.stage_nets(name, compare=False):
         log = os.path.join(log_dir, stage + ".log")
         if os.path.exists(log):
             with open(log) as f:
@@ -29,15 +29,16 @@ def stage_accuracies(name: str, exp: Optional[str], compare: bool = False) -> Di
     return out
 
 
-def summarize(name: str, exps, compare: bool = False) -> dict:
+def summarize(name: str, exps) -> dict:
     """{stage: array of final accuracies, one per experiment root that has the stage}."""
-    per_seed = [stage_accuracies(name, exp, compare) for exp in exps]
+    per_seed = [stage_accuracies(name, exp) for exp in exps]
     if not any(per_seed):
-        raise ValueError("no %s training logs with a test accuracy under %s (run make %s "
+        raise ValueError("no %s training logs with a test accuracy under %s (run make train "
                          "DATASET=%s first)" % (name, ", ".join(paths.log_dir(name, e) for e in exps),
-                                                "compare" if compare else "train", name))
+                                                name))
     return {stage: np.array([acc[stage] for acc in per_seed if stage in acc])
-            for stage in stages.stage_nets(name, compare) if any(stage in acc for acc in per_seed)}
+            for stage in stages.stage_nets(name, compare=False)
+            if any(stage in acc for acc in per_seed)}
 
 
 def _label(name: str, stage: str):
