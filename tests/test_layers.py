@@ -221,7 +221,8 @@ def test_snapshot_and_restore_keep_c(tmp_path):
     solver.snapshot()
     prefix = str(tmp_path / "snap_iter_5")
 
-    other_c = matrix_c[:, ::-1].copy()
+    other_c = random_matrix_c(np.random.RandomState(7), len(matrix_c))
+    assert not np.array_equal(other_c, matrix_c)
     blob_io.write_blobproto(c_file, other_c[None, None])   # the file changes after the snapshot
     net = caffe.Net(net_file, caffe.TRAIN)
     np.testing.assert_array_equal(net.params["loss_noisy"][0].data[0, 0], other_c)
@@ -302,6 +303,9 @@ def test_negative_zero_is_not_negative(tmp_path):
     ("matrix_c.npy", r'param_str must be a mapping with "matrix_c"'),
     ("{matrix_c: [}", r"param_str is not a YAML/JSON mapping"),
     ({"matrix_c": "C", "update_noise_lr": "fast"}, r"update_noise_lr must be a number, got 'fast'"),
+    ({"matrix_c": "C", "update_noise_lr": float("nan")},
+     r"update_noise_lr must be a finite number >= 0, got nan"),
+    ({"matrix_c": "C", "update_noise_lr": -0.1}, r"update_noise_lr must be a finite number >= 0, got -0\.1"),
 ])
 def test_bad_param_str(tmp_path, param_str, message):
     setup_fails(tmp_path, message, 4, 10, param_str)

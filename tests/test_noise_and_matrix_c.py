@@ -157,9 +157,16 @@ def test_save_and_load_matrix(tmp_path):
     matrix_c.save_matrix(str(tmp_path / "c.binaryproto"), c, str(tmp_path / "c.txt"))
     from noisy_label.io import blob_io
     assert blob_io.read_blobproto(str(tmp_path / "c.binaryproto")).shape == (1, 1, 5, 5)
-    np.testing.assert_allclose(matrix_c.load_matrix_c(str(tmp_path / "c.binaryproto")), c,
+    # A noise matrix Q keeps labels on its diagonal; C, the confusing noise, never does.
+    np.testing.assert_allclose(matrix_c.load_matrix_q(str(tmp_path / "c.binaryproto")), c,
                                atol=1e-7)
-    np.testing.assert_allclose(matrix_c.load_matrix_c(str(tmp_path / "c.txt")), c, atol=1e-6)
+    np.testing.assert_allclose(matrix_c.load_matrix_q(str(tmp_path / "c.txt")), c, atol=1e-6)
+    with pytest.raises(ValueError, match=r"c\.txt: matrix C has 5 non-zero diagonal entries, e\.g\. "
+                                         r"C\[0, 0\] = 0\.7; C's diagonal must be 0"):
+        matrix_c.load_matrix_c(str(tmp_path / "c.txt"))
+    off_diagonal = c - np.diag(np.diag(c))
+    matrix_c.save_matrix(str(tmp_path / "c0.binaryproto"), off_diagonal / off_diagonal.sum(0))
+    assert np.diag(matrix_c.load_matrix_c(str(tmp_path / "c0.binaryproto"))).sum() == 0
     (tmp_path / "bad.txt").write_text("1 2 3\n4 5 6\n")
     with pytest.raises(ValueError, match=r"bad\.txt: matrix C must be square"):
         matrix_c.load_matrix_c(str(tmp_path / "bad.txt"))

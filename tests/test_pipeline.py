@@ -113,7 +113,7 @@ def test_unknown_stage_and_missing_weights_are_clear_errors(digits_run, tmp_path
     empty = pipeline.Experiment("digits", str(tmp_path), seed=1)
     with pytest.raises(pipeline.StageError, match=r"noisy_gt_ft_clean needs .*clean_iter_1000"):
         empty.run(["noisy_gt_ft_clean"])
-    with pytest.raises(pipeline.StageError, match=r"\[digits\] clean: no LMDBs in %s; run make "
+    with pytest.raises(pipeline.StageError, match=r"\[digits\] no LMDBs in %s: run make "
                        r"lmdb DATASET=digits first" % re.escape(paths.db_dir("digits", str(tmp_path)))):
         empty.run(["clean"])
 

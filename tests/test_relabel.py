@@ -118,8 +118,8 @@ def test_missing_lmdbs_and_model_are_one_line(tmp_path):
     exp = str(tmp_path / "exp")
     proc = make("relabel", exp)
     assert proc.returncode != 0 and "Traceback" not in proc.stdout
-    assert "relabel: [digits] relabel: no LMDB %s" % paths.lmdb_path(
-        "digits", paths.MIXED_IMAGES, exp) in proc.stdout
+    assert ("relabel: [digits] no LMDBs in %s: run make lmdb DATASET=digits first"
+            % paths.db_dir("digits", exp)) in proc.stdout
     assert make("lmdb", exp).returncode == 0
     proc = make("relabel", exp)
     assert proc.returncode != 0 and "Traceback" not in proc.stdout

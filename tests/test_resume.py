@@ -164,13 +164,13 @@ def test_another_seed_trains_in_its_own_root(exp, tmp_path):
     proc = stages(exp, "--seed", "2", "--stage", "clean", "--set", SHORT)
     assert proc.returncode == 1
     seed2 = os.path.join(exp, "seeds", "2")
-    assert ("run_stages: [digits] clean: no LMDBs in %s; run make lmdb DATASET=digits SEED=2 first"
+    assert ("run_stages: [digits] no LMDBs in %s: run make lmdb DATASET=digits SEED=2 first"
             % paths.db_dir("digits", seed2)) in proc.stdout
     proc = run_plain([PYTHON, os.path.join(REPO, "tools", "make_lmdb.py"), "digits", "--exp", exp,
                       "--seed", "2"], cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert manifest.load(os.path.join(paths.db_dir("digits", seed2), paths.MANIFEST))[
-        "clean_train"]["seed"] == 2
+        "groups"]["clean_train"]["signature"]["seed"] == 2
     ok(stages(exp, "--seed", "2", "--stage", "clean", "--set", SHORT))
     assert os.path.exists(os.path.join(paths.snapshot_dir("digits", seed2), "clean_iter_40.caffemodel"))
     assert not os.path.exists(paths.snapshot_dir("digits", exp))
@@ -216,7 +216,8 @@ def test_an_interrupted_lmdb_group_is_never_recorded_as_up_to_date(tmp_path, cap
     with pytest.raises(KeyboardInterrupt):
         datasets.write_outputs(db, [datasets.Output("group", ["a", "b"], writer("new", True))],
                                {"level": 2})
-    assert "group" not in manifest.load(os.path.join(db, paths.MANIFEST))
+    recorded = manifest.load(os.path.join(db, paths.MANIFEST))
+    assert "group" not in recorded["groups"] and "build" not in recorded
     assert datasets.write_outputs(db, [datasets.Output("group", ["a", "b"], writer("old"))],
                                   {"level": 1}) == ["group"]
     assert open(os.path.join(db, "a")).read() == "old"

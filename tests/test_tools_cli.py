@@ -66,7 +66,7 @@ def inputs(tmp_path_factory):
     }
     for name, text in files.items():
         (d / name).write_text(text)
-    (d / "garbage.bin").write_bytes(bytes(range(256)) * 4)
+    (d / "garbage.bin").write_bytes(b"\x80\xff" + bytes(range(256)) * 4)   # not UTF-8 on line 1
     (d / "garbage.binaryproto").write_bytes(b"\xff\xfe\x00garbage" * 10)
     blob_io.write_blobproto(str(d / "c.binaryproto"), np.array([[[[0, 1], [1, 0]]]]))
     (d / "trunc.binaryproto").write_bytes((d / "c.binaryproto").read_bytes()[:-5])
@@ -262,7 +262,7 @@ def assert_stopped(status, output, tool, want_status, out):
     assert "Traceback" not in output, output[-3000:]
     assert lines(output) == [tool + ": " + ("interrupted" if status == 130 else
                                            "terminated (SIGTERM)")
-                             + "; no output is left half-written"], output[-3000:]
+                             + "; " + cli.STOPPED_CLEANLY], output[-3000:]
     assert not os.path.exists(out) and not os.path.exists(out + ".tmp")
 
 
@@ -340,8 +340,8 @@ def test_cli_run(capsys):
         return run
     try:
         for error, status, line in (
-                (KeyboardInterrupt(), 130, "t: interrupted; no output is left half-written"),
-                (cli.Terminated(), 143, "t: terminated (SIGTERM); no output is left half-written"),
+                (KeyboardInterrupt(), 130, "t: interrupted; " + cli.STOPPED_CLEANLY),
+                (cli.Terminated(), 143, "t: terminated (SIGTERM); " + cli.STOPPED_CLEANLY),
                 (FileNotFoundError(2, "No such file or directory", "a.txt"), 1,
                  "t: a.txt: No such file or directory"),
                 (IOError("missing file a.txt"), 1, "t: missing file a.txt"),

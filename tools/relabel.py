@@ -27,7 +27,9 @@ def main():
     args = parser.parse_args()
     threshold = relabel.check_threshold(args.threshold)
     experiment = pipeline.Experiment(args.dataset, args.exp, seed=args.seed, settings=args.settings)
-    summary = relabel.relabel(experiment, threshold, pipeline.gpu_choice(args.gpu))
+    with experiment.locked("make relabel"):
+        experiment.check_lmdbs()   # a whole build, or a one-line refusal naming make lmdb
+        summary = relabel.relabel(experiment, threshold, pipeline.gpu_choice(args.gpu))
     print(relabel.format_summary(summary))
     print("written: %s (labels.csv, label_issues.csv, summary.json, confusion.png, %s, %s)"
           % (summary["out_dir"], paths.CORRECTED_LABELS, paths.CORRECTED_TRAIN))

@@ -14,6 +14,10 @@ import sys
 
 import lmdb
 
+# What an interrupted tool leaves: whole files only, and a set it did not finish (make lmdb's
+# LMDBs) is not recorded as a build, so make train refuses it until the tool runs again.
+STOPPED_CLEANLY = "no file is left half-written; an unfinished set is refused until this runs again"
+
 
 class Failure(Exception):
     """A failed step (a training stage, say) that a tool reports in one line: exit 1."""
@@ -47,9 +51,9 @@ def run(main, prog: str) -> None:
     try:
         main()
     except Terminated:
-        _exit(prog, "terminated (SIGTERM); no output is left half-written", 143)
+        _exit(prog, "terminated (SIGTERM); " + STOPPED_CLEANLY, 143)
     except KeyboardInterrupt:
-        _exit(prog, "interrupted; no output is left half-written", 130)
+        _exit(prog, "interrupted; " + STOPPED_CLEANLY, 130)
     except Interrupted as e:
         _exit(prog, message(e), 130)
     except BrokenPipeError:

@@ -69,6 +69,12 @@ def init_weights(name: str, exp: Optional[str] = None) -> str:
     return os.path.join(snapshot_dir(name, exp), "noisy_label_loss_init.caffemodel")
 
 
+def lock_file(name: str, exp: Optional[str] = None) -> str:
+    """The lock that makes one run at a time write dataset `name` under a (seed) root: make
+    lmdb, make train, make relabel and make compare hold it (noisy_label.io.lock)."""
+    return os.path.join(exp_root(exp), "." + name + ".lock")
+
+
 def stage_manifest(name: str, stage: str, exp: Optional[str] = None) -> str:
     """What a training stage was trained from, beside its snapshots (noisy_label.manifest)."""
     return os.path.join(snapshot_dir(name, exp), stage + "." + MANIFEST)

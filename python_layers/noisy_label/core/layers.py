@@ -10,6 +10,7 @@
 
 The math lives in `noisy_label.noisy_loss`; these classes parse, check and copy blobs.
 """
+import math
 import sys
 
 import caffe
@@ -54,8 +55,12 @@ class _NoisyLabelLayer(_Layer):
         self.update_noise_lr = params.get("update_noise_lr", 1.0)
         try:
             self.update_noise_lr = float(self.update_noise_lr)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise self.fail("update_noise_lr must be a number, got %r" % (self.update_noise_lr,))
+        if not (math.isfinite(self.update_noise_lr) and self.update_noise_lr >= 0):
+            # It scales the noise-type net's gradient: negative climbs the loss, NaN poisons it.
+            raise self.fail("update_noise_lr must be a finite number >= 0, got %r"
+                            % (self.update_noise_lr,))
         if len(bottom) != 3:
             raise self.fail("wants 3 bottoms (clean logits, noise-type logits, noisy labels), got %d"
                             % len(bottom))

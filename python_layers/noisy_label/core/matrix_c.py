@@ -172,14 +172,16 @@ def _read_text_matrix(path):
 
 def load_matrix_q(path: str, num_classes: Optional[int] = None) -> np.ndarray:
     """Read and check a noise matrix Q[noisy, true] (forward / backward correction): the
-    same files and checks as load_matrix_c, the messages naming Q."""
+    same files and checks as load_matrix_c but for the diagonal (Q keeps labels), the
+    messages naming Q."""
     try:
-        return load_matrix_c(path, num_classes)
+        return load_matrix_c(path, num_classes, zero_diagonal=False)
     except ValueError as e:
         raise ValueError(str(e).replace("matrix C", "matrix Q"))
 
 
-def load_matrix_c(path: str, num_classes: Optional[int] = None) -> np.ndarray:
+def load_matrix_c(path: str, num_classes: Optional[int] = None,
+                  zero_diagonal: bool = True) -> np.ndarray:
     """Read and check C: the one C loader (layers and tools).
 
     Parameters
@@ -219,4 +221,14 @@ def load_matrix_c(path: str, num_classes: Optional[int] = None) -> np.ndarray:
         noisy_loss.check_matrix_c(matrix_c, num_classes)
     except ValueError as e:
         raise ValueError("%s: %s" % (path, e))
+    diagonal = np.flatnonzero(np.diag(matrix_c))
+    if zero_diagonal and len(diagonal):
+        # C is p(noisy | true, confusing noise): a confusing label is never the true one.
+        # Mass on the diagonal would make confusing noise also keep labels, which is what
+        # noise-free (z = 0) stands for: z would no longer be identifiable.
+        y = diagonal[0]
+        raise ValueError("%s: matrix C has %d non-zero diagonal entries, e.g. C[%d, %d] = %r; "
+                         "C's diagonal must be 0 (confusing noise never keeps the label): zero it "
+                         "and renormalise each column (docs/model.md)"
+                         % (path, len(diagonal), y, y, float(matrix_c[y, y])))
     return matrix_c.astype(np.float32)

@@ -9,6 +9,7 @@ from noisy_label.datasets.base import (
     Dataset,
     Output,
     build,
+    check_build,
     get_dataset,
     names,
     read_key_list,
@@ -21,5 +22,5 @@ from noisy_label.datasets.base import (
 for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
     importlib.import_module("%s.%s" % (__name__, _module))
 
-__all__ = ["NOT_TRAINED_ON", "Dataset", "Output", "build", "get_dataset", "names",
+__all__ = ["NOT_TRAINED_ON", "Dataset", "Output", "build", "check_build", "get_dataset", "names",
            "read_key_list", "read_label_kv", "register", "unregister", "write_outputs"]

@@ -14,14 +14,17 @@ same order, so four `Data` layers with one batch size stay aligned; a missing la
 import collections
 import math
 import os
+import time
+import uuid
 from typing import Dict, List, Optional, Tuple
 
 from noisy_label import paths
 from noisy_label.core import matrix_c, noise
-from noisy_label.io import imageset, lmdb_io, text_io
+from noisy_label.io import imageset, lmdb_io, lock, text_io
 from noisy_label.io import manifest as manifest_io
 
 LABEL_FIELDS = ("clean", "noisy", "ntype")
+MANIFEST_FORMAT = 2   # of db_dir/manifest.json (write_outputs)
 # Outputs that score results (the truth), which no net trains on: adding or rebuilding them
 # leaves trained stages up to date.
 NOT_TRAINED_ON = (paths.TRUE_LABELS, paths.TRUE_MATRIX_Q, paths.ESTIMATED_MATRIX_Q)
@@ -30,10 +33,15 @@ MIXED_FILES = [paths.MIXED_IMAGES, paths.MIXED_IMAGES + ".txt"] + \
 
 
 class Output(object):
-    """One group of files in db_dir: an image LMDB with its list, or the mixed set, or a matrix."""
+    """One group of files in db_dir: an image LMDB with its list, or the mixed set, or a matrix.
 
-    def __init__(self, name: str, files, write, count=None):
+    inputs: what this group alone reads (a JSON-able value, or a function giving one, e.g.
+    the signature of its images), beside the build's common signature.
+    """
+
+    def __init__(self, name: str, files, write, count=None, inputs=None):
         self.name, self.files, self.write, self.count = name, files, write, count
+        self.inputs = inputs
 
 
 # ---- the datasets, by name ------------------------------------------------------------------
@@ -109,10 +117,8 @@ def read_label_kv(path: str, num_classes: int) -> Dict[str, int]:
     """OrderedDict key -> label from `images/.../name.jpg LABEL` lines; errors name file:line."""
     labels, lines = collections.OrderedDict(), {}
     for number, key, label in _lines(path, 2):
-        try:
-            label = int(label)
-        except ValueError:
-            raise ValueError("%s:%d: label %r of %s is not an integer" % (path, number, label, key))
+        text_io.check_key(key, "%s:%d" % (path, number))
+        label = text_io.parse_label(label, "%s:%d" % (path, number), key)
         if not 0 <= label < num_classes:
             raise ValueError("%s:%d: label %d of %s is outside 0..%d"
                              % (path, number, label, key, num_classes - 1))
@@ -127,6 +133,7 @@ def read_key_list(path: str, kv, kv_path: str) -> List[str]:
     """The keys of a key list, each checked to be unique and present in the kv file."""
     keys, lines = [], {}
     for number, key in _lines(path, 1):
+        text_io.check_key(key, "%s:%d" % (path, number))
         if key in lines:
             raise ValueError("%s:%d: duplicate key %s (first on line %d)"
                              % (path, number, key, lines[key]))
@@ -179,34 +186,121 @@ def matrix_output(db_dir: str, name: str, matrix):
 
 
 def write_outputs(db_dir: str, outputs, signature, force: bool = False) -> List[str]:
-    """Write each Output unless the manifest says it is complete and built from `signature`.
-    Empty sets are refused before anything is written. Returns the names written."""
+    """Write each Output unless the manifest says it was built from `signature` (and its own
+    inputs) and its files still hold what was written; then record the set as one build.
+    Empty sets are refused before anything is written. Returns the names written.
+
+    The manifest (db_dir/manifest.json) is {"format", "groups": {name: {"signature",
+    "inputs", "build", "files": {file: fingerprint}}}, "build": {"id", "signature",
+    "groups"}}. "build" is removed before the first file is replaced and written after the
+    last: an interrupted or failed run leaves no "build", and check_build refuses the set
+    (a mix of two builds, or a partial one) until make lmdb finishes.
+    """
     for output in outputs:
         if output.count == 0:
             raise ValueError("%s would be empty (no records): check the inputs and options"
                              % os.path.join(db_dir, output.name))
     os.makedirs(db_dir, exist_ok=True)
     manifest_path = os.path.join(db_dir, paths.MANIFEST)
-    manifest = {}
-    if not force:
-        manifest = manifest_io.load(manifest_path)
-    written = []
+    manifest = load_manifest(db_dir)
+    groups = manifest["groups"]
+    stale = []
     for output in outputs:
-        complete = all(os.path.exists(os.path.join(db_dir, f)) for f in output.files)
-        if not force and complete and manifest.get(output.name) == signature:
+        inputs = output.inputs() if callable(output.inputs) else output.inputs
+        record = groups.get(output.name)
+        if force or not record or record.get("signature") != signature \
+                or record.get("inputs") != inputs or _changed_files(db_dir, record):
+            stale.append((output, inputs))
+        else:
             print("  %-24s up to date" % output.name)
-            continue
-        # Unrecorded before the first file of the group is replaced, recorded after the last:
-        # an interrupted run leaves the group unrecorded (rebuilt next time), never a mix of
-        # old and new files that the manifest calls up to date.
-        if manifest.pop(output.name, None) is not None or force:
-            manifest_io.save(manifest_path, manifest)
-        output.write()
-        manifest[output.name] = signature
+    names = [output.name for output in outputs]
+    if stale or manifest.get("build", {}).get("groups") != names \
+            or set(groups) - set(names):
+        build_id = "%s-%s" % (time.strftime("%Y%m%dT%H%M%S"), uuid.uuid4().hex[:8])
+        manifest.pop("build", None)
+        for name in set(groups) - set(names):
+            del groups[name]              # an output no longer built (an option changed)
         manifest_io.save(manifest_path, manifest)
-        print("  %-24s written" % output.name)
-        written.append(output.name)
-    return written
+        for output, inputs in stale:
+            # Unrecorded before its first file is replaced, recorded after its last.
+            if groups.pop(output.name, None) is not None:
+                manifest_io.save(manifest_path, manifest)
+            output.write()
+            groups[output.name] = {
+                "signature": signature, "inputs": inputs, "build": build_id,
+                "files": {f: manifest_io.fingerprint(os.path.join(db_dir, f)) for f in output.files}}
+            manifest_io.save(manifest_path, manifest)
+            print("  %-24s written" % output.name)
+        _check_mixed_counts(db_dir, names)
+        manifest["build"] = {"id": build_id, "signature": signature, "groups": names}
+        manifest_io.save(manifest_path, manifest)
+    return [output.name for output, _ in stale]
+
+
+def load_manifest(db_dir: str) -> dict:
+    """The manifest of db_dir in its current format ({"format", "groups"} at least); one of an
+    older version of the tools counts as empty (its outputs are rebuilt)."""
+    manifest = manifest_io.load(os.path.join(db_dir, paths.MANIFEST))
+    if manifest.get("format") != MANIFEST_FORMAT or not isinstance(manifest.get("groups"), dict):
+        if manifest:
+            print("  %s is from an older version of the tools: rebuilding what it lists"
+                  % os.path.join(db_dir, paths.MANIFEST))
+        return {"format": MANIFEST_FORMAT, "groups": {}}
+    return manifest
+
+
+def _changed_files(db_dir: str, record: dict) -> List[str]:
+    """The files of a group that are missing or no longer hold what was recorded."""
+    changed = []
+    for name, recorded in sorted(record.get("files", {}).items()):
+        path = os.path.join(db_dir, name)
+        try:
+            if not os.path.exists(path) or manifest_io.fingerprint(path) != recorded:
+                changed.append(name)
+        except (OSError, lmdb_io.lmdb.Error):
+            changed.append(name)
+    return changed if record.get("files") else ["(no files recorded)"]
+
+
+def _check_mixed_counts(db_dir: str, names) -> None:
+    """ValueError unless the four aligned mixed LMDBs hold the same number of records."""
+    if "mixed" not in names:
+        return
+    counts = {db: lmdb_io.count(os.path.join(db_dir, db))
+              for db in [paths.MIXED_IMAGES] + [paths.MIXED_LABELS[f] for f in LABEL_FIELDS]}
+    if len(set(counts.values())) != 1:
+        raise ValueError("%s: the mixed LMDBs hold different numbers of records (%s); they must "
+                         "be aligned record by record" % (db_dir, ", ".join(
+                             "%s %d" % kv for kv in counts.items())))
+
+
+def check_build(name: str, db_dir: str, seed: int = 1) -> dict:
+    """The manifest's groups of a whole build in db_dir, checked: recorded as one build,
+    every group from its options, its files unchanged since, the mixed LMDBs aligned.
+    ValueError naming what is wrong and the `make lmdb` that fixes it otherwise."""
+    again = "make lmdb DATASET=%s%s" % (name, "" if int(seed) == 1 else " SEED=%d" % int(seed))
+    if not os.path.isdir(db_dir):
+        raise ValueError("no LMDBs in %s: run %s first" % (db_dir, again))
+    manifest = manifest_io.load(os.path.join(db_dir, paths.MANIFEST))
+    build = manifest.get("build") if manifest.get("format") == MANIFEST_FORMAT else None
+    if not build:
+        raise ValueError("the LMDBs in %s are not one whole build (make lmdb was interrupted, "
+                         "failed, is still running, or is from an older version): run %s"
+                         % (db_dir, again))
+    groups = manifest["groups"]
+    for group in build["groups"]:
+        record = groups.get(group)
+        if record is None or record.get("signature") != build["signature"]:
+            raise ValueError("%s: %s is not from the same make lmdb as the rest of the set "
+                             "(a mix of two builds): run %s" % (db_dir, group, again))
+        # The truth and Q score or correct, never train: whoever reads them signs them by
+        # content (a stage's `reads`), so one put there by hand is taken.
+        changed = _changed_files(db_dir, record) if group not in NOT_TRAINED_ON else []
+        if changed:
+            raise ValueError("%s: %s changed after make lmdb wrote it (missing, or not what it "
+                             "wrote): run %s FORCE=1" % (db_dir, ", ".join(changed), again))
+    _check_mixed_counts(db_dir, build["groups"])
+    return groups
 
 
 # ---- make lmdb --------------------------------------------------------------------------
@@ -255,12 +349,15 @@ def build(name: str, exp: Optional[str] = None, data_root: Optional[str] = None,
     signature = dict(opts, dataset=name, seed=int(seed), encoded=bool(encoded),
                      skip_bad=bool(skip_bad))
     bad = []
-    outputs, sets, raw, inputs = ds.prepare(db_dir, data_root, opts, seed, encoded, skip_bad, bad)
-    if inputs is not None:
-        signature["inputs"] = inputs
-    print("%s -> %s" % (name, db_dir))
-    write_outputs(db_dir, outputs, signature, force)
-    summary = summarize(name, db_dir, outputs, sets, opts, raw, bad)
+    # One writer per root: a second make lmdb (or a make train reading these LMDBs) waits.
+    with lock.hold(paths.lock_file(name, exp), "make lmdb %s" % name):
+        outputs, sets, raw, inputs = ds.prepare(db_dir, data_root, opts, seed, encoded, skip_bad,
+                                                bad)
+        if inputs is not None:
+            signature["inputs"] = inputs
+        print("%s -> %s" % (name, db_dir))
+        write_outputs(db_dir, outputs, signature, force)
+        summary = summarize(name, db_dir, outputs, sets, opts, raw, bad)
     print(format_summary(summary))
     return summary
 

@@ -11,7 +11,6 @@ from typing import Optional, Tuple
 import numpy as np
 
 from noisy_label import paths
-from noisy_label.core import noisy_loss
 from noisy_label.datasets.base import register
 from noisy_label.datasets.synthetic import SyntheticDataset
 from noisy_label.io import download, imageset
@@ -21,6 +20,12 @@ NUM_CLASSES = 10
 CIFAR10_TRAIN_BATCHES = ["data_batch_%d" % i for i in range(1, 6)]
 CIFAR10_TEST_BATCH = "test_batch"
 CIFAR10_DOWNLOAD_TIMEOUT = 15  # seconds without data before giving up
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"   # of cifar-10-python.tar.gz, as published
+# What a CIFAR-10 python batch may name when unpickled: numpy's array reconstruction (numpy 1
+# and 2 spell its module differently) and the bytes of a protocol-2 pickle made by Python 3.
+# Anything else (os.system, say) would run code at `make lmdb`.
+_BATCH_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                  ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
 
 
 @register
@@ -54,7 +59,7 @@ class Cifar10(SyntheticDataset):
 
     def load(self, data_root: str, opts, seed: int):
         raw = load_cifar10(data_root, jpeg_quality=opts["jpeg_quality"])
-        inputs = [manifest_io.file_signature(os.path.join(cifar10_dir(data_root), b))
+        inputs = [manifest_io.content_signature(os.path.join(cifar10_dir(data_root), b))
                   for b in CIFAR10_TRAIN_BATCHES + [CIFAR10_TEST_BATCH]]
         return raw, inputs
 
@@ -73,6 +78,10 @@ def cifar10_dir(data_root: str, url: str = paths.CIFAR10_URL) -> str:
         try:
             tarball = download.fetch(url, os.path.join(tmp, "cifar-10-python.tar.gz"),
                                      CIFAR10_DOWNLOAD_TIMEOUT)
+            md5 = manifest_io.digest(tarball, "md5")
+            if md5 != CIFAR10_MD5:
+                raise ValueError("the file downloaded is not CIFAR-10's published "
+                                 "cifar-10-python.tar.gz (MD5 %s, expected %s)" % (md5, CIFAR10_MD5))
             with tarfile.open(tarball) as tar:
                 # Only the batch files: no links or paths outside (no tarfile filters in 3.11.2).
                 tar.extractall(tmp, [m for m in tar.getmembers() if m.isfile()
@@ -101,20 +110,54 @@ def load_cifar10_batch(path: str) -> Tuple[np.ndarray, np.ndarray]:
         raise IOError("missing CIFAR-10 batch %s" % path)
     try:
         with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
-        data, labels = batch[b"data"], batch[b"labels"]
+            batch = _BatchUnpickler(f, encoding="bytes").load()
+    except _Refused as e:
+        raise ValueError("%s is not a plain CIFAR-10 python batch: %s" % (path, e))
     except Exception as e:  # a truncated or foreign file: unpickling can fail in many ways
         raise ValueError("%s is not a CIFAR-10 python batch (%s: %s)" % (path, type(e).__name__, e))
-    data, labels = np.asarray(data), np.asarray(labels)
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 \
+    if not isinstance(batch, dict) or not {b"data", b"labels"} <= set(batch):
+        raise ValueError("%s is not a CIFAR-10 python batch: expected a dict with b'data' and "
+                         "b'labels', got %s" % (path, _describe(batch)))
+    data, labels = batch[b"data"], batch[b"labels"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
+            or data.shape[1] != 3 * 32 * 32:
+        raise ValueError("%s: `data` must be a uint8 array (n, 3072), got %s" % (path, _describe(data)))
+    if not isinstance(labels, (list, np.ndarray)) or np.ndim(labels) != 1 \
             or len(labels) != len(data):
-        raise ValueError("%s: expected `data` uint8 (n, 3072) and n `labels`, got %s %s and %d labels"
-                         % (path, data.dtype, data.shape, len(labels)))
-    try:
-        labels = noisy_loss.check_labels(labels, NUM_CLASSES, "label", unlabelled=False)
-    except ValueError as e:
-        raise ValueError("%s: %s" % (path, e))
+        raise ValueError("%s: `labels` must be a list of %d labels, got %s"
+                         % (path, len(data), _describe(labels)))
+    for index, label in enumerate(labels):
+        # Plain ints only: a bool, a str, None or a float is not a CIFAR-10 label.
+        if not isinstance(label, (int, np.integer)) or isinstance(label, bool) \
+                or not 0 <= label < NUM_CLASSES:
+            shown = int(label) if isinstance(label, (int, np.integer)) \
+                and not isinstance(label, bool) else _describe(label)
+            raise ValueError("%s: label %s of sample %d is not an integer in 0..%d"
+                             % (path, shown, index, NUM_CLASSES - 1))
+    labels = np.asarray(labels, np.int64)
     return np.ascontiguousarray(data.reshape(-1, 3, 32, 32)[:, ::-1]), labels
+
+
+class _Refused(pickle.UnpicklingError):
+    """A pickle that names a global a CIFAR-10 batch never needs."""
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """An unpickler that builds dicts, lists, bytes, str, numbers and numpy arrays, nothing else."""
+
+    def find_class(self, module, name):
+        if (module, name) in _BATCH_GLOBALS:
+            return super().find_class(module, name)
+        raise _Refused("it names %s.%s, which a batch of arrays and labels never "
+                                     "needs (refused: unpickling it could run code)" % (module, name))
+
+
+def _describe(value) -> str:
+    """A short description of a value from a batch, for messages."""
+    if isinstance(value, np.ndarray):
+        return "%s array %s" % (value.dtype, value.shape)
+    text = repr(value)
+    return "%s %s" % (type(value).__name__, text if len(text) <= 40 else text[:37] + "...")
 
 
 def check_jpeg_quality(quality) -> Optional[int]:

@@ -20,6 +20,8 @@ from noisy_label.datasets.base import (
 from noisy_label.io import imageset, mean
 from noisy_label.io import manifest as manifest_io
 
+MAX_UPSAMPLE = 100   # the clean keys repeated at most 100x the noisy keys (memory grows with it)
+
 
 @register
 class Clothing1M(Dataset):
@@ -65,12 +67,33 @@ class Clothing1M(Dataset):
         lists = {k: read_key_list(files[k], clean_kv, files["clean_kv"])
                  for k in ("clean_train", "clean_val", "clean_test")}
         lists["noisy_train"] = read_key_list(files["noisy_train"], noisy_kv, files["noisy_kv"])
+        check_disjoint(lists, files)
         sets = clothing1m_label_sets(clean_kv, noisy_kv, lists, self.num_classes, opts["upsample"],
                                      seed)
-        inputs = [manifest_io.file_signature(f) for f in sorted(files.values())]
+        # The label files by content (an edit that keeps the size and mtime still counts);
+        # the images by size and mtime, per output (image_output).
+        inputs = [manifest_io.content_signature(f) for f in sorted(files.values())]
         outputs = clothing1m_outputs(db_dir, data_root, clean_kv, lists, sets, int(opts["resize"]),
                                      "jpg" if encoded else None, skip_bad, seed, bad)
         return outputs, sets, None, inputs
+
+
+# Clean splits that must not share a key: a clean label trained on and tested on leaks the
+# test. (noisy_train may hold val/test images: only their noisy label enters the mixed set,
+# as in the original; docs/data.md#the-mixed-training-set.)
+_DISJOINT = [("clean_train", "clean_val"), ("clean_train", "clean_test"), ("clean_val", "clean_test")]
+
+
+def check_disjoint(lists, files) -> None:
+    """ValueError naming the key and both files when two splits that must be disjoint share
+    a key (lists: {split: keys}; files: {split: path})."""
+    for first, second in _DISJOINT:
+        shared = set(lists[first]).intersection(lists[second])
+        if shared:
+            key = next(k for k in lists[second] if k in shared)
+            raise ValueError("key %s is in both %s and %s (%d keys shared): a %s key in %s "
+                             "leaks it" % (key, files[first], files[second], len(shared), second,
+                                           first))
 
 
 def clothing1m_label_sets(clean_kv, noisy_kv, lists, num_classes: int, upsample: float, seed: int) -> dict:
@@ -79,8 +102,9 @@ def clothing1m_label_sets(clean_kv, noisy_kv, lists, num_classes: int, upsample:
     never_mislabelled, pairs (clean, noisy labels of the keys C came from), ntype {split:
     (keys, types)}, mixed keys and mixed[field] labels."""
     upsample = float(upsample)
-    if not upsample >= 0:
-        raise ValueError("UPSAMPLE must be >= 0, got %r" % upsample)
+    if not 0 <= upsample <= MAX_UPSAMPLE:
+        raise ValueError("UPSAMPLE=%r: it must be a number from 0 to %d (clean train keys per "
+                         "noisy key in the mixed set)" % (upsample, MAX_UPSAMPLE))
     rng = np.random.RandomState(seed)
     # C comes from the clean train + val keys that also have a noisy label.
     paired = [k for k in lists["clean_train"] + lists["clean_val"] if k in noisy_kv]
@@ -136,7 +160,8 @@ def clothing1m_outputs(db_dir: str, root: str, clean_kv, lists, sets, resize, en
                     raise ValueError("the %s images differ in size: no mean file (set RESIZE)" % db)
                 mean.write_mean_file(os.path.join(db_dir, mean_name), built["mean"])
             return built
-        return Output(db, [db, db + ".txt"] + ([mean_name] if with_mean else []), write, len(keys))
+        return Output(db, [db, db + ".txt"] + ([mean_name] if with_mean else []), write, len(keys),
+                      inputs=lambda: manifest_io.files_signature(root, keys))
 
     def write_mixed():
         keys, mixed = sets["mixed_keys"], sets["mixed"]
@@ -152,7 +177,8 @@ def clothing1m_outputs(db_dir: str, root: str, clean_kv, lists, sets, resize, en
     for split in ("train", "val", "test"):
         keys, types = sets["ntype"][split]
         outputs.append(image_output("ntype_" + split, keys, types, split == "train"))
-    outputs.append(Output("mixed", MIXED_FILES, write_mixed, len(sets["mixed_keys"])))
+    outputs.append(Output("mixed", MIXED_FILES, write_mixed, len(sets["mixed_keys"]),
+                          inputs=lambda: manifest_io.files_signature(root, sets["mixed_keys"])))
     outputs.append(matrix_output(db_dir, paths.MATRIX_C, sets["matrix_c"]))
     outputs.append(matrix_output(db_dir, paths.ESTIMATED_MATRIX_Q, sets["estimated_matrix_q"]))
     return outputs

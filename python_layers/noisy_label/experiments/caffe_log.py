@@ -13,10 +13,12 @@ from typing import Optional
 from noisy_label.io import atomic
 
 _GLOG = re.compile(r"^[IWEF](\d{4}) (\d\d):(\d\d):(\d\d)\.(\d+)")
-_ITER_LOSS = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, loss = ([-+.\deE]+|nan|inf)")
-_ITER_LR = re.compile(r"Iteration (\d+), lr = ([-+.\deE]+)")
+# A number as glog prints a float: 0.25, 1e-05, nan, -nan, inf, -inf.
+NUMBER = r"[-+]?(?:nan|inf|\d[\d.]*(?:e[-+]?\d+)?|\.\d+(?:e[-+]?\d+)?)"
+_ITER_LOSS = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, loss = (%s)" % NUMBER, re.I)
+_ITER_LR = re.compile(r"Iteration (\d+), lr = (%s)" % NUMBER, re.I)
 _TESTING = re.compile(r"Iteration (\d+), Testing net \(#0\)")
-_OUTPUT = re.compile(r"(Train|Test) net output #\d+: (\S+) = ([-+.\deE]+|nan|inf)")
+_OUTPUT = re.compile(r"(Train|Test) net output #\d+: (\S+) = (%s)" % NUMBER, re.I)
 
 
 def _seconds(match, start):
@@ -80,7 +82,7 @@ def final_test(text: str, key="accuracy") -> Optional[float]:
     if values:
         return values[-1]
     # `caffe test` prints "caffe.cpp:...] accuracy = 0.7"
-    m = re.findall(r"\] %s = ([-+.\deE]+)" % re.escape(key), text)
+    m = re.findall(r"\] %s = (%s)" % (re.escape(key), NUMBER), text, re.I)
     return float(m[-1]) if m else None
 
 

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from noisy_label import cli, datasets, paths
 from noisy_label.experiments import caffe_log, nets, snapshots, stages
-from noisy_label.io import download, lmdb_io, manifest
+from noisy_label.io import download, lmdb_io, lock, manifest
 
 _SNAPSHOTTING = re.compile(r"Snapshotting solver state to binary proto file (\S+)")
 
@@ -50,6 +50,8 @@ class Experiment(object):
         self.base = paths.exp_root(exp)
         self.exp = paths.seed_root(self.base, seed)
         self.seed, self.gpu, self.keep_snapshots = seed, gpu, keep_snapshots
+        self._built = None       # the checked LMDB build (check_lmdbs)
+        self._previous = {}      # stage -> (record, [(path, set-aside path)], dir): _set_aside
         if isinstance(settings, str):
             settings = stages.parse_settings(settings, name)
         self.settings = settings or {}
@@ -129,29 +131,49 @@ class Experiment(object):
             if name not in names:
                 raise StageError("unknown stage %r for %s; stages: %s"
                                  % (name, self.name, ", ".join(names)))
-        for name, step in self.stages(compare=compare or bool(only)):
-            if not only or name in only:
-                step()
+        with self.locked("make train"):
+            for name, step in self.stages(compare=compare or bool(only)):
+                if not only or name in only:
+                    step()
 
     def signature(self, stage: str, start) -> dict:
         """What a training stage is trained from: its solver and net text, the LMDBs' manifest
         (make lmdb), the weights or solver state it starts from (by content)."""
         solver_file = self.solver_file(stage)
-        built = manifest.load(os.path.join(paths.db_dir(self.name, self.exp), paths.MANIFEST))
+        built = self.check_lmdbs()
         db_dir = paths.db_dir(self.name, self.exp)
         reads = {f: manifest.content_signature(os.path.join(db_dir, f))
                  if os.path.exists(os.path.join(db_dir, f)) else None
                  for f in stages.stage(self.name, stage).reads}
         return dict({"solver": manifest.content_signature(solver_file),
                      "net": manifest.content_signature(self._abs(self.solver(stage).net)),
-                     "lmdb": {group: signature for group, signature in built.items()
+                     # Each group's options, inputs, build id and content: a rebuild of
+                     # one (FORCE=1 included) retrains the stages that read it.
+                     "lmdb": {group: record for group, record in built.items()
                               if group not in datasets.NOT_TRAINED_ON},
                      "start": manifest.content_signature(start)},
                     **({"reads": reads} if reads else {}))
 
+    def check_lmdbs(self) -> dict:
+        """The LMDB groups of a whole make lmdb build (datasets.check_build), checked once per
+        run; StageError naming make lmdb when the set is partial, mixed or changed."""
+        if self._built is None:
+            try:
+                self._built = datasets.check_build(self.name, paths.db_dir(self.name, self.exp),
+                                                   self.seed)
+            except ValueError as e:
+                raise StageError("[%s] %s" % (self.name, e))
+        return self._built
+
+    def locked(self, what: str):
+        """The lock of this dataset's root (one writer at a time): `with exp.locked("make
+        train"):`. A second run waits for it, or stops under NO_WAIT=1."""
+        return lock.hold(paths.lock_file(self.name, self.exp), "%s %s" % (what, self.name))
+
     def _up_to_date(self, stage: str, signature, done, stale=()):
-        """True if `stage`'s record says it finished from `signature` and `done` exists; else
-        records `signature` as begun, after removing the `stale` files of an older one."""
+        """True if `stage`'s record says it finished from `signature` and `done` is there and
+        readable; else records `signature` as begun, after setting aside the `stale` files of
+        an older one (and its log) until the new run has a snapshot."""
         record_path = paths.stage_manifest(self.name, stage, self.exp)
         try:
             record = manifest.load(record_path)
@@ -159,8 +181,14 @@ class Experiment(object):
             raise StageError(str(e))
         if record.get("signature") == signature:
             if record.get("complete") and os.path.exists(done):
-                print("[%s] %s: done (%s)" % (self.name, stage, os.path.relpath(done)))
-                return True
+                problem = _unreadable(done)
+                if not problem:
+                    print("[%s] %s: done (%s)" % (self.name, stage, os.path.relpath(done)))
+                    return True
+                print("[%s] %s: not done after all: %s" % (self.name, stage, problem))
+                os.remove(done)
+                record["complete"] = False
+                manifest.save(record_path, record)
             return False
         stale = sorted(set(f for f in stale if os.path.exists(f)))
         if record or stale:
@@ -168,10 +196,49 @@ class Experiment(object):
                 else ["no record of what its snapshots were trained from"]
             print("[%s] %s: starting again, its inputs changed: %s"
                   % (self.name, stage, ", ".join(changed)))
-            for path in stale:
-                os.remove(path)
+            # Set aside, not deleted, until the new run has a snapshot of its own: a run that
+            # fails before that (a bad SET=, a crash) gets them back (_restore_previous).
+            self._set_aside(stage, record, stale)
         manifest.save(record_path, {"signature": signature, "complete": False})
         return False
+
+    def _set_aside(self, stage: str, record: dict, stale) -> None:
+        """Move a stage's finished files (and its log) to snapshots/.previous/<stage>/."""
+        self._drop_previous(stage)   # what an earlier failed re-run left there
+        aside = os.path.join(self.snapshot_dir, ".previous", stage)
+        os.makedirs(aside, exist_ok=True)
+        moved = []
+        log = os.path.join(self.log_dir, stage + ".log")
+        for path in list(stale) + ([log] if os.path.exists(log) else []):
+            target = os.path.join(aside, "%d_%s" % (len(moved), os.path.basename(path)))
+            os.replace(path, target)
+            moved.append((path, target))
+        if moved:
+            self._previous[stage] = (record, moved, aside)
+        else:
+            os.rmdir(aside)
+
+    def _drop_previous(self, stage: str) -> None:
+        """The new run has a snapshot: what it replaces can go."""
+        self._previous.pop(stage, None)
+        shutil.rmtree(os.path.join(self.snapshot_dir, ".previous", stage), ignore_errors=True)
+
+    def _restore_previous(self, stage: str) -> bool:
+        """Put a stage's set-aside files and record back (a re-run that failed before its first
+        snapshot); True if there was something to restore."""
+        if stage not in self._previous:
+            return False
+        record, moved, aside = self._previous.pop(stage)
+        for path, target in moved:
+            if os.path.exists(target):
+                os.replace(target, path)
+        shutil.rmtree(aside, ignore_errors=True)
+        record_path = paths.stage_manifest(self.name, stage, self.exp)
+        if record:
+            manifest.save(record_path, record)
+        elif os.path.exists(record_path):
+            os.remove(record_path)
+        return True
 
     def _completed(self, stage: str):
         record_path = paths.stage_manifest(self.name, stage, self.exp)
@@ -187,11 +254,7 @@ class Experiment(object):
         start = weights or snapshot
         if start and not os.path.exists(start):
             raise StageError("[%s] %s needs %s, which does not exist" % (self.name, stage, start))
-        db = paths.db_dir(self.name, self.exp)
-        if not os.path.isdir(db):
-            raise StageError("[%s] %s: no LMDBs in %s; run make lmdb DATASET=%s%s first"
-                             % (self.name, stage, db, self.name,
-                                "" if self.seed == 1 else " SEED=%d" % self.seed))
+        self.check_lmdbs()
         first = 0
         if snapshot:
             try:
@@ -219,8 +282,16 @@ class Experiment(object):
         elif start:
             args += ["-weights" if weights else "-snapshot", start]
         os.makedirs(self.snapshot_dir, exist_ok=True)
-        self.caffe(args, stage, total=solver.max_iter, initial=resume[0] if resume else first,
-                   append=bool(resume), prune=(prefix, first, solver.max_iter))
+        try:
+            self.caffe(args, stage, total=solver.max_iter, initial=resume[0] if resume else first,
+                       append=bool(resume), prune=(prefix, first, solver.max_iter))
+        except BaseException as e:
+            if self._restore_previous(stage) and isinstance(e, cli.Failure):
+                first, _, rest = str(e).partition("\n")
+                raise type(e)(first + "; the snapshots it had finished before are kept"
+                              + ("\n" + rest if rest else "")) from None
+            raise
+        self._drop_previous(stage)
         if not os.path.exists(final):
             raise StageError("[%s] %s finished without writing %s" % (self.name, stage, final))
         self._completed(stage)
@@ -239,7 +310,7 @@ class Experiment(object):
         signature = {"net": manifest.content_signature(joint_net),
                      "start": [manifest.content_signature(self.final(source_stage))
                                for source_stage, _ in maps]}
-        if self._up_to_date("init", signature, target, [target]):
+        if self._up_to_date("init", signature, target):   # replaced only when the new is whole
             return target
         # Both copies go into a file of another name, renamed when whole.
         partial = target + ".partial"
@@ -304,7 +375,8 @@ class Experiment(object):
               prune=None) -> str:
         """Run the caffe tool, log to <log_dir>/<stage>.log (appended to when `append`), show
         progress; return the log. Ctrl-C / SIGTERM: Caffe snapshots and stops (its
-        -sigint_effect), then StageInterrupted. prune: (prefix, after, before) of snapshots
+        -sigint_effect), then StageInterrupted. A NaN or infinite loss stops it at once (no
+        snapshot of a diverged net): StageError. prune: (prefix, after, before) of snapshots
         to thin to the newest keep_snapshots as training goes."""
         if self.gpu is not None:
             args = args + ["-gpu", str(self.gpu)]
@@ -314,20 +386,29 @@ class Experiment(object):
             raise StageError(str(e))
         os.makedirs(self.log_dir, exist_ok=True)
         log_path = os.path.join(self.log_dir, stage + ".log")
+        killed = _keep_killed_log(log_path)
+        if killed:
+            print("[%s] %s: the log of a run that was killed is kept as %s"
+                  % (self.name, stage, os.path.relpath(killed)))
         lines = []
         bar = tqdm(total=total, initial=initial, desc="%s %s" % (self.name, stage), unit="it",
                    leave=True, disable=None)
         previous = open(log_path).read() if append and os.path.exists(log_path) else ""
-        state = {"pruning": False, "snapshot": None}
+        state = {"pruning": False, "snapshot": None, "diverged": None}
 
         def take(line):
             log.write(line)
             lines.append(line)
-            _progress(bar, line)
-            if state["pruning"] and prune and self.keep_snapshots is not None:
-                snapshots.prune(prune[0], self.keep_snapshots, prune[1], prune[2])
+            loss = _progress(bar, line)
+            if loss is not None and not math.isfinite(loss) and not state["diverged"]:
+                state["diverged"] = (caffe_log._ITER_LOSS.search(line).group(1), loss)
+                proc.kill()   # now: the next snapshot would hold the diverged weights
+            if state["pruning"]:
+                self._drop_previous(stage)   # the new run has a snapshot of its own
+                if prune and self.keep_snapshots is not None:
+                    snapshots.prune(prune[0], self.keep_snapshots, prune[1], prune[2])
             snapshot = _SNAPSHOTTING.search(line)
-            # Pruned on the next line: Caffe logs the name before it writes the file.
+            # Acted on at the next line: Caffe logs the name before it writes the file.
             state["pruning"] = bool(snapshot)
             if snapshot:
                 state["snapshot"] = snapshot.group(1)
@@ -358,9 +439,19 @@ class Experiment(object):
                 proc.wait()
                 take("")
             bar.close()
-            os.replace(log_path + ".tmp", log_path)
+            failed = interrupted or proc.returncode != 0 or state["diverged"]
+            if failed and stage in self._previous:
+                # The finished run before this one comes back as <stage>.log: this one's
+                # log goes beside it.
+                log_path = os.path.join(self.log_dir, stage + ".failed.log")
+            os.replace(log.name, log_path)
         finally:
             signal.signal(signal.SIGTERM, terminate)
+        if state["diverged"]:
+            iteration, loss = state["diverged"]
+            raise StageError("[%s] stage %s diverged at iteration %s: loss %s; lower base_lr "
+                             "(SET=%s.base_lr=...) (log: %s)"
+                             % (self.name, stage, iteration, loss, stage, log_path))
         if interrupted:
             saved = state["snapshot"] and os.path.exists(self._abs(state["snapshot"]))
             where = ("Caffe saved %s; run the same command again to resume from it"
@@ -375,26 +466,67 @@ class Experiment(object):
         return "".join(lines)
 
 
+def _keep_killed_log(log_path: str) -> Optional[str]:
+    """Rename the log a killed run left (<stage>.log.tmp) to <stage>.killed[.N].log, so the
+    next run does not write over it; the name it got, or None."""
+    if not os.path.exists(log_path + ".tmp"):
+        return None
+    base = log_path[:-len(".log")] + ".killed"
+    target, n = base + ".log", 1
+    while os.path.exists(target):
+        n += 1
+        target = "%s.%d.log" % (base, n)
+    os.replace(log_path + ".tmp", target)
+    return target
+
+
+def _unreadable(path: str) -> Optional[str]:
+    """Why a finished stage's output cannot be used (a .caffemodel cut short), or None."""
+    if path.endswith(".caffemodel"):
+        try:
+            snapshots.check_caffemodel(path)
+        except ValueError as e:
+            return str(e)
+    return None
+
+
 def _describe(changed):
-    """Signature keys for people: the LMDB manifest's per-output keys once per option."""
-    out = []
+    """Signature keys for people: the LMDBs' options that changed ("LMDBs (noise_level)"),
+    else the groups make lmdb rebuilt ("LMDBs (clean_train rebuilt)"); other keys as they are."""
+    out, options, rebuilt = [], [], []
     for key in changed:
         parts = key.split(".")
-        if parts[0] == "lmdb":
-            key = "LMDBs (%s)" % (parts[-1] if len(parts) > 2 else "manifest")
-        if key not in out:
+        if parts[0] != "lmdb":
             out.append(key)
+            continue
+        if "LMDBs" not in out:
+            out.append("LMDBs")
+        if len(parts) > 3 and parts[2] == "signature":
+            options.append(parts[3])
+        elif len(parts) > 1:
+            rebuilt.append(parts[1])
+    if "LMDBs" in out:
+        what = (_unique(options) if options else
+                ["%s rebuilt" % ", ".join(_unique(rebuilt))] if rebuilt else ["manifest"])
+        out[out.index("LMDBs")] = "LMDBs (%s)" % ", ".join(what)
     return out
 
 
-def _progress(bar, line):
-    """Advance a tqdm bar from Caffe's `Iteration N` lines; show loss / test accuracy."""
+def _unique(items):
+    return sorted(set(items), key=items.index)
+
+
+def _progress(bar, line) -> Optional[float]:
+    """Advance a tqdm bar from Caffe's `Iteration N` lines; show loss / test accuracy. The
+    loss of an `Iteration N, loss = X` line, else None."""
     m = caffe_log._ITER_LOSS.search(line)
     if m:
         bar.update(int(m.group(1)) - bar.n)
         bar.set_postfix(loss=float(m.group(2)), refresh=False)
-    elif "Test net output" in line and "accuracy =" in line:
+        return float(m.group(2))
+    if "Test net output" in line and "accuracy =" in line:
         bar.set_postfix_str("test accuracy %s" % line.rsplit("=", 1)[1].strip())
+    return None
 
 
 def fetch(url: str, path: str) -> None:

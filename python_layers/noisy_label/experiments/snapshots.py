@@ -54,7 +54,64 @@ def check_solverstate(state: str, base_dir: Optional[str] = None) -> int:
             model = os.path.join(base_dir, model)
         if not os.path.isfile(model):
             raise ValueError("%s names weights %s, which do not exist" % (state, model))
+        check_caffemodel(model)
     return message.iter
+
+
+def check_caffemodel(model: str) -> None:
+    """ValueError naming `model` unless it is a whole serialized NetParameter: every top-level
+    protobuf field (name, layers) read off its wire format ends inside the file and the last
+    ends at its end, so a file cut short anywhere is caught without parsing hundreds of MB."""
+    import mmap
+    try:
+        with open(model, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                raise ValueError("%s is empty (a snapshot cut short?)" % model)
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                layers = _count_layers(data, size)
+    except OSError as e:
+        raise ValueError("%s: %s" % (model, e.strerror))
+    if layers is None:
+        raise ValueError("%s is truncated or not a Caffe model (a snapshot cut short?)" % model)
+    if not layers:
+        raise ValueError("%s holds no layers: not a Caffe model" % model)
+
+
+def _count_layers(data, size: int) -> Optional[int]:
+    """The layer fields of a NetParameter's wire format, or None where it does not end whole."""
+    position, layers = 0, 0
+    while position < size:
+        tag, position = _varint(data, position)
+        if position is None or tag >> 3 == 0:
+            return None
+        wire_type = tag & 7
+        if wire_type in (0, 2):
+            value, position = _varint(data, position)
+            if position is None:
+                return None
+            position += value if wire_type == 2 else 0
+        elif wire_type in (1, 5):
+            position += 8 if wire_type == 1 else 4
+        else:
+            return None
+        if position > size:
+            return None
+        layers += (tag >> 3) in (2, 100)   # NetParameter.layers (V1) / layer
+    return layers
+
+
+def _varint(data: bytes, position: int):
+    """(value, next position) of the protobuf varint at `position`; (0, None) if cut short."""
+    value = shift = 0
+    while position < len(data) and shift < 70:
+        byte = data[position]
+        position += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, position
+        shift += 7
+    return 0, None
 
 
 def latest(prefix: str, after: int = 0, until: Optional[int] = None,

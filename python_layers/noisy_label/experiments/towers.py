@@ -22,7 +22,10 @@ def _assign(message, params):
                 else:
                     field.append(item)
         else:
-            setattr(message, key, value)
+            try:
+                setattr(message, key, value)
+            except (TypeError, ValueError) as e:   # a SET= value of the wrong type, say
+                raise ValueError("%s.%s = %r: %s" % (type(message).__name__, key, value, e))
 
 
 def add_layer(net, name: str, type_: str, bottom=(), top=None, **params):

@@ -3,9 +3,10 @@ the final name only when whole, removed on any failure (Ctrl-C included). An int
 run never leaves a file that looks complete. (LMDBs, directories, use `<path>.tmp` the same
 way: io.lmdb_io.LmdbWriter.)"""
 import contextlib
+import errno
 import os
 import tempfile
-from typing import Iterator
+from typing import Iterator, Optional
 
 
 @contextlib.contextmanager
@@ -26,9 +27,11 @@ def atomic_path(path: str) -> Iterator[str]:
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if getattr(e, "errno", None) == errno.ENOSPC:
+            raise no_space(path) from None   # name the file, not its temporary name
         raise
 
 
@@ -42,3 +45,16 @@ def write_bytes(path: str, data: bytes) -> None:
 def write_text(path: str, text: str) -> None:
     """Write text (UTF-8) to `path` atomically."""
     write_bytes(path, text.encode("utf-8"))
+
+
+def no_space(path: str, needed: Optional[int] = None, free: Optional[int] = None) -> OSError:
+    """The one "no space left on device" error: names the file and, when known, the size."""
+    text = "no space left on device: %s" % path
+    if needed is not None:
+        text += " (needs about %s MB" % _mb(needed) + (", %s MB free)" % _mb(free)
+                                                       if free is not None else ")")
+    return OSError(errno.ENOSPC, text)
+
+
+def _mb(size: int) -> str:
+    return "%.2f" % (size / 1e6) if size < 1e7 else "%d" % round(size / 1e6)

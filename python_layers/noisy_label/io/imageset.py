@@ -12,6 +12,7 @@ without a second pass over the database.
 """
 import multiprocessing
 import os
+import re
 import signal
 from typing import Iterable, List, Optional, Tuple
 
@@ -22,6 +23,9 @@ from tqdm import tqdm
 from noisy_label.io import atomic, lmdb_io, text_io
 
 CHUNK = 32  # images per worker task: large enough to amortise IPC, small enough to stream
+# Images larger than this are refused before decoding (a small file can claim a huge size and
+# take all memory): 8192 x 8192, far above Clothing1M's photos (about 500 x 500).
+MAX_IMAGE_PIXELS = 8192 * 8192
 
 
 class BadImageError(ValueError):
@@ -40,12 +44,9 @@ def read_image_list(path: str, num_classes: Optional[int] = None) -> List[Tuple[
         if not line.strip():
             continue
         image, _, label = line.rpartition(" ")
-        try:
-            label = int(label)
-        except ValueError:
+        if not image or not label:
             raise ValueError("%s:%d: expected `path label`, got %r" % (path, number, line))
-        if not image:
-            raise ValueError("%s:%d: expected `path label`, got %r" % (path, number, line))
+        label = text_io.parse_label(label, "%s:%d" % (path, number), image)
         if num_classes is not None and not 0 <= label < num_classes:
             raise ValueError("%s:%d: label %d of %s is outside 0..%d"
                              % (path, number, label, image, num_classes - 1))
@@ -62,10 +63,7 @@ def read_label_list(path: str, num_classes: Optional[int] = None) -> np.ndarray:
         fields = line.split()
         if not fields:
             continue
-        try:
-            label = int(fields[-1])
-        except ValueError:
-            raise ValueError("%s:%d: label %r is not an integer" % (path, number, fields[-1]))
+        label = text_io.parse_label(fields[-1], "%s:%d" % (path, number))
         if label < -1 or (num_classes is not None and label >= num_classes):
             raise ValueError("%s:%d: label %d is outside -1..%s" % (
                 path, number, label, num_classes - 1 if num_classes else "N-1"))
@@ -81,6 +79,28 @@ def write_image_list(path: str, items: Iterable[tuple]) -> None:
                                     for item in items))
 
 
+def check_image_size(path: str, data: np.ndarray) -> None:
+    """BadImageError naming `path` when the encoded image's header (read by Pillow, without
+    decoding) claims more than MAX_IMAGE_PIXELS; formats Pillow does not know pass (OpenCV
+    decides)."""
+    import io
+
+    from PIL import Image
+    try:
+        with Image.open(io.BytesIO(data.tobytes())) as header:
+            width, height = header.size
+    except Image.DecompressionBombError as e:   # over Pillow's own, larger limit
+        claimed = re.search(r"\d+", str(e))
+        raise BadImageError("image %s claims %s pixels, over the %d-pixel limit (a decompression "
+                            "bomb?)" % (path, claimed.group(0) if claimed else "more",
+                                        MAX_IMAGE_PIXELS))
+    except Exception:   # not an image Pillow knows, or a broken header: OpenCV decides
+        return
+    if width * height > MAX_IMAGE_PIXELS:
+        raise BadImageError("image %s is %dx%d, over the %d-pixel limit (a decompression bomb?)"
+                            % (path, width, height, MAX_IMAGE_PIXELS))
+
+
 def load_image(path: str, resize: Optional[Tuple[int, int]] = None, gray: bool = False) -> np.ndarray:
     """The image at `path` as (H, W, C) uint8 in OpenCV's channel order (BGR), resized to
     (height, width) when `resize` is given; raises BadImageError naming the file."""
@@ -88,8 +108,12 @@ def load_image(path: str, resize: Optional[Tuple[int, int]] = None, gray: bool =
         data = np.fromfile(path, dtype=np.uint8)
     except (IOError, OSError) as e:
         raise BadImageError("cannot read image %s: %s" % (path, e.strerror or e))
-    image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR) \
-        if data.size else None
+    check_image_size(path, data)
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR) \
+            if data.size else None
+    except cv2.error as e:   # e.g. out of memory for a huge image
+        raise BadImageError("cannot decode image %s: %s" % (path, e.err or e))
     if image is None:
         raise BadImageError("cannot decode image %s (corrupt or not an image)" % path)
     if resize:
@@ -267,8 +291,12 @@ def build_image_lmdb(out_path, items, root="", resize=None, gray=False, encoding
     workers = _Workers(_load_chunk, min(processes, len(tasks))) \
         if processes > 1 and len(tasks) > 1 else None
     results = workers.imap(tasks) if workers else map(_load_chunk, tasks)
+    # Raw pixels of a known size: the whole database's size is known before the first image.
+    channels = 1 if gray else 3
+    expected = len(items) * lmdb_io.record_bytes(channels * resize[0] * resize[1] + 16) \
+        if resize and not encoding else None
     try:
-        with lmdb_io.LmdbWriter(out_path) as db, \
+        with lmdb_io.LmdbWriter(out_path, expected_bytes=expected) as db, \
                 tqdm(total=len(items), desc=desc or os.path.basename(out_path), unit="img",
                      leave=False) as progress:
             for chunk_index, (records, chunk_bad, chunk_sum) in enumerate(results):
@@ -305,7 +333,8 @@ def build_array_lmdb(out_path, images, labels, names, encoding=None, desc=None):
     if len(images) == 0:
         raise ValueError("%s: no images to write (empty set)" % out_path)
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    with lmdb_io.LmdbWriter(out_path) as db:
+    expected = len(images) * lmdb_io.record_bytes(images[0].nbytes + 16) if not encoding else None
+    with lmdb_io.LmdbWriter(out_path, expected_bytes=expected) as db:
         for index in tqdm(range(len(images)), desc=desc or os.path.basename(out_path),
                           unit="img", leave=False):
             # Encoded images keep the stored channel order, so decoding gives back the raw layout.

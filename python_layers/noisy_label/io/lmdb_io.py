@@ -4,13 +4,16 @@ Writes go to `<path>.tmp` and are renamed to `<path>` only when complete, so an
 interrupted run never leaves a database that looks finished. The map size
 starts small and doubles whenever LMDB reports it full.
 """
+import errno
 import os
 import shutil
-from typing import Iterator, Sequence, Tuple, Union
+from typing import Iterator, Optional, Sequence, Tuple, Union
 
 import lmdb
 import numpy as np
 from caffe.proto import caffe_pb2
+
+from noisy_label.io import atomic
 
 INITIAL_MAP_SIZE = 1 << 26  # 64 MiB; grown by doubling as needed
 COMMIT_BYTES = 1 << 25       # commit at least every 32 MiB of records
@@ -57,13 +60,37 @@ def label_datum(value: float) -> "caffe_pb2.Datum":
     return datum
 
 
+def record_bytes(value_bytes: int, key_bytes: int = 16) -> int:
+    """About what one record of `value_bytes` takes in an LMDB: a value over half a page goes
+    to overflow pages (whole 4 KiB pages); small ones share pages, with a node header each."""
+    if value_bytes + key_bytes > 2000:
+        return -(-(value_bytes + 16) // 4096) * 4096
+    return int(1.5 * (value_bytes + key_bytes + 8))
+
+
+def check_free_space(path: str, needed: int) -> None:
+    """OSError (ENOSPC) naming `path` when its filesystem has less than `needed` bytes free."""
+    directory = os.path.dirname(os.path.abspath(path))
+    while not os.path.isdir(directory):
+        directory = os.path.dirname(directory)
+    free = shutil.disk_usage(directory).free
+    if needed > free:
+        raise atomic.no_space(path, needed, free)
+
+
+def _is_no_space(error: Exception) -> bool:
+    return getattr(error, "errno", None) == errno.ENOSPC or "No space left" in str(error)
+
+
 class LmdbWriter(object):
     """Write (key, Datum) pairs to `<path>.tmp`; `close()` renames it to `path`.
 
     Use as a context manager: on an exception the temporary database is removed.
+    expected_bytes: about what the database will take (record_bytes); refused up front, with
+    ENOSPC, when the disk has less free. A full disk later is the same error at the write.
     """
 
-    def __init__(self, path, commit_every=1000):
+    def __init__(self, path, commit_every=1000, expected_bytes: Optional[int] = None):
         self.path = os.path.abspath(path)
         self.tmp_path = self.path + ".tmp"
         for existing in (self.path, self.tmp_path):
@@ -73,10 +100,19 @@ class LmdbWriter(object):
                 raise IOError("%s exists and is not an LMDB: not replacing it" % existing)
         shutil.rmtree(self.tmp_path, ignore_errors=True)
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        if expected_bytes is not None:
+            check_free_space(self.path, expected_bytes)
+        self.expected_bytes = expected_bytes
         self.map_size = INITIAL_MAP_SIZE
         # No fsync per transaction: the database only counts once close() syncs and renames it.
-        self.env = lmdb.open(self.tmp_path, map_size=self.map_size, subdir=True, sync=False,
-                             writemap=True)
+        # No writemap: with a writable map a full disk is a SIGBUS (the process dies), without
+        # one it is an error from the write, which leaves the old database in place.
+        try:
+            self.env = lmdb.open(self.tmp_path, map_size=self.map_size, subdir=True, sync=False,
+                                 writemap=False)
+        except lmdb.Error as e:
+            shutil.rmtree(self.tmp_path, ignore_errors=True)
+            raise self._error(e)
         self.commit_every = commit_every
         self.pending = []
         self.pending_bytes = 0
@@ -110,13 +146,24 @@ class LmdbWriter(object):
                 break
             except lmdb.MapFullError:
                 self._grow(2 * self.map_size)
+            except lmdb.Error as e:
+                raise self._error(e)
         self.count += len(self.pending)
         self.pending, self.pending_bytes = [], 0
+
+    def _error(self, error: Exception) -> Exception:
+        """An lmdb error as the tools report it: a full disk is ENOSPC naming the database."""
+        if _is_no_space(error):
+            return atomic.no_space(self.path, self.expected_bytes)
+        return error
 
     def close(self) -> None:
         """Flush, close and move the finished database into place."""
         self._flush()
-        self.env.sync(True)
+        try:
+            self.env.sync(True)
+        except lmdb.Error as e:
+            raise self._error(e)
         self.env.close()
         shutil.rmtree(self.path, ignore_errors=True)
         os.rename(self.tmp_path, self.path)
@@ -180,11 +227,12 @@ def read_datums(path: str) -> Iterator[Tuple[str, "caffe_pb2.Datum"]]:
 def write_label_lmdb(path: str, labels: Sequence[float], desc: Union[str, bool, None] = None) -> int:
     """Write labels (M,) as label Datums keyed %08d (-1 marks a missing label); return M."""
     from tqdm import tqdm
-    with LmdbWriter(path) as db:
+    expected = len(labels) * record_bytes(16) if hasattr(labels, "__len__") else None
+    with LmdbWriter(path, expected_bytes=expected) as db:
         for index, value in enumerate(tqdm(labels, desc=desc or os.path.basename(path),
                                            unit="rec", leave=False, disable=desc is False)):
             db.put(label_key(index), label_datum(value))
-    return len(labels)
+    return db.count
 
 
 def datum_label(datum: "caffe_pb2.Datum") -> float:
