@@ -12,27 +12,18 @@ its newest complete snapshot; one whose inputs changed is trained again, saying 
 import functools
 import math
 import os
-import re
-import shutil
-import signal
-import subprocess
-from typing import Optional, Tuple, Union
-
-from tqdm import tqdm
+from typing import Optional, Tuple
 
 from noisy_label import cli, datasets, paths
-from noisy_label.experiments import caffe_log, nets, snapshots, stages
+from noisy_label.experiments import caffe_log, caffe_run, nets, snapshots, stages
+from noisy_label.experiments.caffe_run import (  # noqa: F401 (the pipeline's names for them)
+    StageError,
+    StageInterrupted,
+    gpu_available,
+    gpu_choice,
+)
+from noisy_label.experiments.stage_records import StageRecord
 from noisy_label.io import download, lmdb_io, lock, manifest
-
-_SNAPSHOTTING = re.compile(r"Snapshotting solver state to binary proto file (\S+)")
-
-
-class StageError(cli.Failure):
-    """A stage that cannot run or failed (the message names it, and its log)."""
-
-
-class StageInterrupted(StageError, cli.Interrupted):
-    """Ctrl-C or SIGTERM during a stage (after Caffe has written its snapshot)."""
 
 
 class Experiment(object):
@@ -51,7 +42,7 @@ class Experiment(object):
         self.exp = paths.seed_root(self.base, seed)
         self.seed, self.gpu, self.keep_snapshots = seed, gpu, keep_snapshots
         self._built = None       # the checked LMDB build (check_lmdbs)
-        self._previous = {}      # stage -> (record, [(path, set-aside path)], dir): _set_aside
+        self._records = {}       # stage -> its StageRecord (record)
         if isinstance(settings, str):
             settings = stages.parse_settings(settings, name)
         self.settings = settings or {}
@@ -170,81 +161,14 @@ class Experiment(object):
         train"):`. A second run waits for it, or stops under NO_WAIT=1."""
         return lock.hold(paths.lock_file(self.name, self.exp), "%s %s" % (what, self.name))
 
-    def _up_to_date(self, stage: str, signature, done, stale=()):
-        """True if `stage`'s record says it finished from `signature` and `done` is there and
-        readable; else records `signature` as begun, after setting aside the `stale` files of
-        an older one (and its log) until the new run has a snapshot."""
-        record_path = paths.stage_manifest(self.name, stage, self.exp)
-        try:
-            record = manifest.load(record_path)
-        except ValueError as e:
-            raise StageError(str(e))
-        if record.get("signature") == signature:
-            if record.get("complete") and os.path.exists(done):
-                problem = _unreadable(done)
-                if not problem:
-                    print("[%s] %s: done (%s)" % (self.name, stage, os.path.relpath(done)))
-                    return True
-                print("[%s] %s: not done after all: %s" % (self.name, stage, problem))
-                os.remove(done)
-                record["complete"] = False
-                manifest.save(record_path, record)
-            return False
-        stale = sorted(set(f for f in stale if os.path.exists(f)))
-        if record or stale:
-            changed = _describe(manifest.changes(record.get("signature"), signature)) if record \
-                else ["no record of what its snapshots were trained from"]
-            print("[%s] %s: starting again, its inputs changed: %s"
-                  % (self.name, stage, ", ".join(changed)))
-            # Set aside, not deleted, until the new run has a snapshot of its own: a run that
-            # fails before that (a bad SET=, a crash) gets them back (_restore_previous).
-            self._set_aside(stage, record, stale)
-        manifest.save(record_path, {"signature": signature, "complete": False})
-        return False
-
-    def _set_aside(self, stage: str, record: dict, stale) -> None:
-        """Move a stage's finished files (and its log) to snapshots/.previous/<stage>/."""
-        self._drop_previous(stage)   # what an earlier failed re-run left there
-        aside = os.path.join(self.snapshot_dir, ".previous", stage)
-        os.makedirs(aside, exist_ok=True)
-        moved = []
-        log = os.path.join(self.log_dir, stage + ".log")
-        for path in list(stale) + ([log] if os.path.exists(log) else []):
-            target = os.path.join(aside, "%d_%s" % (len(moved), os.path.basename(path)))
-            os.replace(path, target)
-            moved.append((path, target))
-        if moved:
-            self._previous[stage] = (record, moved, aside)
-        else:
-            os.rmdir(aside)
-
-    def _drop_previous(self, stage: str) -> None:
-        """The new run has a snapshot: what it replaces can go."""
-        self._previous.pop(stage, None)
-        shutil.rmtree(os.path.join(self.snapshot_dir, ".previous", stage), ignore_errors=True)
-
-    def _restore_previous(self, stage: str) -> bool:
-        """Put a stage's set-aside files and record back (a re-run that failed before its first
-        snapshot); True if there was something to restore."""
-        if stage not in self._previous:
-            return False
-        record, moved, aside = self._previous.pop(stage)
-        for path, target in moved:
-            if os.path.exists(target):
-                os.replace(target, path)
-        shutil.rmtree(aside, ignore_errors=True)
-        record_path = paths.stage_manifest(self.name, stage, self.exp)
-        if record:
-            manifest.save(record_path, record)
-        elif os.path.exists(record_path):
-            os.remove(record_path)
-        return True
-
-    def _completed(self, stage: str):
-        record_path = paths.stage_manifest(self.name, stage, self.exp)
-        record = manifest.load(record_path)
-        record["complete"] = True
-        manifest.save(record_path, record)
+    def record(self, stage: str) -> StageRecord:
+        """The record of what `stage` was trained from (stage_records), one per stage."""
+        if stage not in self._records:
+            self._records[stage] = StageRecord(
+                self.name, stage, paths.stage_manifest(self.name, stage, self.exp),
+                os.path.join(self.snapshot_dir, ".previous", stage),
+                os.path.join(self.log_dir, stage + ".log"))
+        return self._records[stage]
 
     def train(self, stage: str, weights: Optional[str] = None, snapshot: Optional[str] = None) -> str:
         """`caffe train` for one stage: skipped when done, resumed when it stopped early."""
@@ -264,14 +188,15 @@ class Experiment(object):
         # This stage's snapshots: after the iteration it starts at, up to its last.
         own = [f for i, state in snapshots.listed(prefix) if first < i <= solver.max_iter
                for f in (state, snapshots.path(prefix, i))]
-        if self._up_to_date(stage, self.signature(stage, start), final, own + [final]):
+        record = self.record(stage)
+        if record.up_to_date(self.signature(stage, start), final, own + [final]):
             return final
         skipped = []
         resume = snapshots.latest(prefix, first, solver.max_iter, paths.REPO_ROOT, skipped)
         for reason in skipped:
             print("[%s] %s: not resuming from %s" % (self.name, stage, reason))
         if resume and resume[0] == solver.max_iter:
-            self._completed(stage)   # stopped after its final snapshot, in the last test
+            record.completed()   # stopped after its final snapshot, in the last test
             print("[%s] %s: done (%s)" % (self.name, stage, os.path.relpath(final)))
             return final
         args = ["train", "-solver", self.solver_file(stage)]
@@ -286,15 +211,15 @@ class Experiment(object):
             self.caffe(args, stage, total=solver.max_iter, initial=resume[0] if resume else first,
                        append=bool(resume), prune=(prefix, first, solver.max_iter))
         except BaseException as e:
-            if self._restore_previous(stage) and isinstance(e, cli.Failure):
+            if record.restore() and isinstance(e, cli.Failure):
                 first, _, rest = str(e).partition("\n")
                 raise type(e)(first + "; the snapshots it had finished before are kept"
                               + ("\n" + rest if rest else "")) from None
             raise
-        self._drop_previous(stage)
+        record.drop_set_aside()
         if not os.path.exists(final):
             raise StageError("[%s] %s finished without writing %s" % (self.name, stage, final))
-        self._completed(stage)
+        record.completed()
         return final
 
     def init(self) -> str:
@@ -310,7 +235,7 @@ class Experiment(object):
         signature = {"net": manifest.content_signature(joint_net),
                      "start": [manifest.content_signature(self.final(source_stage))
                                for source_stage, _ in maps]}
-        if self._up_to_date("init", signature, target):   # replaced only when the new is whole
+        if self.record("init").up_to_date(signature, target):   # replaced when the new is whole
             return target
         # Both copies go into a file of another name, renamed when whole.
         partial = target + ".partial"
@@ -321,7 +246,7 @@ class Experiment(object):
             net_surgery.copy_params(self._abs(source_net), self.final(source_stage), joint_net,
                                     partial, layer_map, target_weights_in=partial if i else None)
         os.replace(partial, target)
-        self._completed("init")
+        self.record("init").completed()
         return target
 
     def relabel(self, stage: str, of: str) -> str:
@@ -333,10 +258,10 @@ class Experiment(object):
             raise StageError("[%s] %s needs %s, which does not exist (run the %s stage)"
                              % (self.name, stage, final, of))
         signature = {"start": manifest.content_signature(final), "threshold": 0.5}
-        if self._up_to_date(stage, signature, summary):
+        if self.record(stage).up_to_date(signature, summary):
             return summary
         print(relabel.format_summary(relabel.relabel(self, 0.5, self.gpu)))
-        self._completed(stage)
+        self.record(stage).completed()
         return summary
 
     def joint_stage(self) -> str:
@@ -373,160 +298,28 @@ class Experiment(object):
 
     def caffe(self, args, stage: str, total: Optional[int], initial: int = 0, append: bool = False,
               prune=None) -> str:
-        """Run the caffe tool, log to <log_dir>/<stage>.log (appended to when `append`), show
-        progress; return the log. Ctrl-C / SIGTERM: Caffe snapshots and stops (its
-        -sigint_effect), then StageInterrupted. A NaN or infinite loss stops it at once (no
-        snapshot of a diverged net): StageError. prune: (prefix, after, before) of snapshots
+        """Run the caffe tool for `stage` (caffe_run.run: its log <log_dir>/<stage>.log, progress,
+        Ctrl-C, a diverging loss); return the log. prune: (prefix, after, before) of snapshots
         to thin to the newest keep_snapshots as training goes."""
         if self.gpu is not None:
             args = args + ["-gpu", str(self.gpu)]
-        try:
-            tool = paths.caffe_tool()
-        except IOError as e:
-            raise StageError(str(e))
-        os.makedirs(self.log_dir, exist_ok=True)
-        log_path = os.path.join(self.log_dir, stage + ".log")
-        killed = _keep_killed_log(log_path)
-        if killed:
-            print("[%s] %s: the log of a run that was killed is kept as %s"
-                  % (self.name, stage, os.path.relpath(killed)))
-        lines = []
-        bar = tqdm(total=total, initial=initial, desc="%s %s" % (self.name, stage), unit="it",
-                   leave=True, disable=None)
-        previous = open(log_path).read() if append and os.path.exists(log_path) else ""
-        state = {"pruning": False, "snapshot": None, "diverged": None}
+        record = self.record(stage) if stage in self._records else None
 
-        def take(line):
-            log.write(line)
-            lines.append(line)
-            loss = _progress(bar, line)
-            if loss is not None and not math.isfinite(loss) and not state["diverged"]:
-                state["diverged"] = (caffe_log._ITER_LOSS.search(line).group(1), loss)
-                proc.kill()   # now: the next snapshot would hold the diverged weights
-            if state["pruning"]:
-                self._drop_previous(stage)   # the new run has a snapshot of its own
-                if prune and self.keep_snapshots is not None:
-                    snapshots.prune(prune[0], self.keep_snapshots, prune[1], prune[2])
-            snapshot = _SNAPSHOTTING.search(line)
-            # Acted on at the next line: Caffe logs the name before it writes the file.
-            state["pruning"] = bool(snapshot)
-            if snapshot:
-                state["snapshot"] = snapshot.group(1)
+        def on_snapshot():
+            if record:
+                record.drop_set_aside()   # the new run has a snapshot of its own
+            if prune and self.keep_snapshots is not None:
+                snapshots.prune(prune[0], self.keep_snapshots, prune[1], prune[2])
 
-        interrupted = False
-        terminate = signal.signal(signal.SIGTERM, cli.terminate_as_interrupt)
-        try:
-            with open(log_path + ".tmp", "w") as log:
-                log.write(previous + "# caffe %s\n" % " ".join(args))
-                # The progress bar and the logs need Caffe's INFO lines, whatever the caller set.
-                env = dict(os.environ, GLOG_minloglevel="0")
-                proc = subprocess.Popen([tool] + args, cwd=paths.REPO_ROOT, env=env,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        text=True)
-                try:
-                    for line in proc.stdout:
-                        take(line)
-                except KeyboardInterrupt:
-                    interrupted = True
-                    # Caffe stops at the end of its iteration and snapshots (the terminal's
-                    # Ctrl-C reached it too; a SIGTERM or kill of this process did not).
-                    proc.send_signal(signal.SIGINT)
-                    try:
-                        for line in proc.stdout:
-                            take(line)
-                    except KeyboardInterrupt:
-                        proc.kill()    # a second Ctrl-C: stop now
-                proc.wait()
-                take("")
-            bar.close()
-            failed = interrupted or proc.returncode != 0 or state["diverged"]
-            if failed and stage in self._previous:
-                # The finished run before this one comes back as <stage>.log: this one's
-                # log goes beside it.
-                log_path = os.path.join(self.log_dir, stage + ".failed.log")
-            os.replace(log.name, log_path)
-        finally:
-            signal.signal(signal.SIGTERM, terminate)
-        if state["diverged"]:
-            iteration, loss = state["diverged"]
-            raise StageError("[%s] stage %s diverged at iteration %s: loss %s; lower base_lr "
-                             "(SET=%s.base_lr=...) (log: %s)"
-                             % (self.name, stage, iteration, loss, stage, log_path))
-        if interrupted:
-            saved = state["snapshot"] and os.path.exists(self._abs(state["snapshot"]))
-            where = ("Caffe saved %s; run the same command again to resume from it"
-                     % os.path.relpath(self._abs(state["snapshot"])) if saved
-                     else "no new snapshot: a re-run resumes from the newest one, if any")
-            raise StageInterrupted("[%s] %s interrupted (%s; log: %s)"
-                                   % (self.name, stage, where, log_path))
-        if proc.returncode != 0:
-            tail = "".join(lines[-25:])
-            raise StageError("[%s] %s failed (caffe exit %d); log: %s\n%s"
-                             % (self.name, stage, proc.returncode, log_path, tail))
-        return "".join(lines)
-
-
-def _keep_killed_log(log_path: str) -> Optional[str]:
-    """Rename the log a killed run left (<stage>.log.tmp) to <stage>.killed[.N].log, so the
-    next run does not write over it; the name it got, or None."""
-    if not os.path.exists(log_path + ".tmp"):
-        return None
-    base = log_path[:-len(".log")] + ".killed"
-    target, n = base + ".log", 1
-    while os.path.exists(target):
-        n += 1
-        target = "%s.%d.log" % (base, n)
-    os.replace(log_path + ".tmp", target)
-    return target
-
-
-def _unreadable(path: str) -> Optional[str]:
-    """Why a finished stage's output cannot be used (a .caffemodel cut short), or None."""
-    if path.endswith(".caffemodel"):
-        try:
-            snapshots.check_caffemodel(path)
-        except ValueError as e:
-            return str(e)
-    return None
-
-
-def _describe(changed):
-    """Signature keys for people: the LMDBs' options that changed ("LMDBs (noise_level)"),
-    else the groups make lmdb rebuilt ("LMDBs (clean_train rebuilt)"); other keys as they are."""
-    out, options, rebuilt = [], [], []
-    for key in changed:
-        parts = key.split(".")
-        if parts[0] != "lmdb":
-            out.append(key)
-            continue
-        if "LMDBs" not in out:
-            out.append("LMDBs")
-        if len(parts) > 3 and parts[2] == "signature":
-            options.append(parts[3])
-        elif len(parts) > 1:
-            rebuilt.append(parts[1])
-    if "LMDBs" in out:
-        what = (_unique(options) if options else
-                ["%s rebuilt" % ", ".join(_unique(rebuilt))] if rebuilt else ["manifest"])
-        out[out.index("LMDBs")] = "LMDBs (%s)" % ", ".join(what)
-    return out
-
-
-def _unique(items):
-    return sorted(set(items), key=items.index)
-
-
-def _progress(bar, line) -> Optional[float]:
-    """Advance a tqdm bar from Caffe's `Iteration N` lines; show loss / test accuracy. The
-    loss of an `Iteration N, loss = X` line, else None."""
-    m = caffe_log._ITER_LOSS.search(line)
-    if m:
-        bar.update(int(m.group(1)) - bar.n)
-        bar.set_postfix(loss=float(m.group(2)), refresh=False)
-        return float(m.group(2))
-    if "Test net output" in line and "accuracy =" in line:
-        bar.set_postfix_str("test accuracy %s" % line.rsplit("=", 1)[1].strip())
-    return None
+        def failed_log():
+            # The finished run before this one comes back as <stage>.log: this one's log
+            # goes beside it.
+            if record and record.set_aside:
+                return os.path.join(self.log_dir, stage + ".failed.log")
+            return None
+        return caffe_run.run(args, os.path.join(self.log_dir, stage + ".log"), self.name, stage,
+                             total=total, initial=initial, append=append, on_snapshot=on_snapshot,
+                             failed_log=failed_log, resolve=self._abs)
 
 
 def fetch(url: str, path: str) -> None:
@@ -536,25 +329,3 @@ def fetch(url: str, path: str) -> None:
     except OSError as e:
         raise StageError("could not download %s (%s).\nPut the file at %s and re-run."
                          % (url, e, path))
-
-
-def gpu_choice(text: str) -> Optional[Union[int, str]]:
-    """The GPU of --gpu TEXT: "auto" 0 when a GPU is present (else None), "none" None, an id."""
-    return {"auto": 0 if gpu_available() else None, "none": None}.get(text, text)
-
-
-def gpu_available() -> bool:
-    """True when nvidia-smi lists a GPU and the Caffe build is not CPU_ONLY."""
-    if shutil.which("nvidia-smi") is None:
-        return False
-    if subprocess.run(["nvidia-smi", "-L"], stdout=subprocess.DEVNULL,
-                      stderr=subprocess.DEVNULL).returncode != 0:
-        return False
-    import caffe
-    directory = os.path.dirname(os.path.realpath(caffe.__file__))
-    while directory != os.path.dirname(directory):
-        info = os.path.join(directory, "BUILDINFO")
-        if os.path.exists(info):
-            return "-DCPU_ONLY=OFF" in open(info).read()
-        directory = os.path.dirname(directory)
-    return False

@@ -163,7 +163,7 @@ def clean_model_probabilities(experiment, gpu: Optional[int] = None) -> np.ndarr
 def relabel(experiment, threshold: float = 0.5, gpu: Optional[int] = None) -> dict:
     """Run the final joint model of `experiment` (a pipeline.Experiment) over the mixed set and
     write the outputs of the module docstring; return the summary."""
-    from noisy_label.experiments.pipeline import StageError
+    from noisy_label.experiments.caffe_run import StageError
     threshold = check_threshold(threshold)
     name, exp = experiment.name, experiment.exp
     db_dir = paths.db_dir(name, exp)
