@@ -289,6 +289,29 @@ def test_a_diverging_rerun_stops_in_one_line_and_keeps_what_had_finished(digits_
     assert "[digits] clean: done" in ok(run_stages(digits_exp, "--stage", "clean", "--set", SHORT))
 
 
+def test_a_rerun_killed_before_its_first_snapshot_gets_the_finished_one_back(digits_exp):
+    """kill -9 of a re-run that had set the finished snapshots aside: the next run with the old
+    settings puts them back instead of training again."""
+    ok(run_stages(digits_exp, "--stage", "clean", "--set", SHORT))
+    final = snapshots.path(os.path.join(paths.snapshot_dir("digits", digits_exp), "clean"), 40)
+    proc = subprocess.Popen([PYTHON, RUN_STAGES, "digits", "--exp", digits_exp, "--stage", "clean",
+                             "--set", "clean.max_iter=12000 clean.snapshot=5000"],
+                            cwd=os.path.dirname(digits_exp), env=plain_env(), start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = os.path.join(paths.log_dir("digits", digits_exp), "clean.log.tmp")
+    deadline = time.time() + 120
+    while not (os.path.exists(log) and "Iteration 200, " in open(log).read()):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[0][-3000:]
+        time.sleep(0.05)
+    assert not os.path.exists(final)                 # set aside while the re-run trains
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    out = ok(run_stages(digits_exp, "--stage", "clean", "--set", SHORT))
+    assert "[digits] clean: putting back what a killed re-run had set aside" in out
+    assert "[digits] clean: done" in out
+    snapshots.check_caffemodel(final)
+
+
 def test_nonfinite_and_negative_settings_are_refused():
     stage_names = ("clean",)
     for item, message in (("base_lr=nan", "base_lr must be a finite number"),

@@ -23,6 +23,8 @@ from noisy_label.experiments import snapshots
 from noisy_label.experiments.caffe_run import StageError
 from noisy_label.io import manifest
 
+ASIDE_RECORD = "set_aside.json"   # in a stage's aside_dir: its old record and where files were
+
 
 class StageRecord(object):
     """The record of stage `stage` at `record_path`, its set-aside files under `aside_dir`,
@@ -44,6 +46,8 @@ class StageRecord(object):
         and readable; else records `signature` as begun, after setting aside the `stale`
         files of an older one (and its log) until the new run has a snapshot."""
         record = self.load()
+        if self.set_aside is None and os.path.isdir(self.aside_dir):
+            record = self._left_aside(record, signature)
         if record.get("signature") == signature:
             if record.get("complete") and os.path.exists(done):
                 problem = unreadable(done)
@@ -71,8 +75,9 @@ class StageRecord(object):
         manifest.save(self.record_path, record)
 
     def _set_aside(self, record: dict, stale) -> None:
-        """Move the stage's finished files (and its log) into aside_dir."""
-        self.drop_set_aside()   # what an earlier failed re-run left there
+        """Move the stage's finished files (and its log) into aside_dir, with a list of where
+        they came from and their record (for a run killed before it could put them back)."""
+        self.drop_set_aside()
         os.makedirs(self.aside_dir, exist_ok=True)
         moved = []
         for path in list(stale) + ([self.log_path] if os.path.exists(self.log_path) else []):
@@ -81,8 +86,25 @@ class StageRecord(object):
             moved.append((path, target))
         if moved:
             self.set_aside = (record, moved)
+            manifest.save(os.path.join(self.aside_dir, ASIDE_RECORD),
+                          {"record": record, "moved": moved})
         else:
             os.rmdir(self.aside_dir)
+
+    def _left_aside(self, record: dict, signature: dict) -> dict:
+        """What a re-run killed before its first snapshot left set aside: put back when it was
+        trained from `signature` (the record then is its), dropped otherwise (it is stale)."""
+        try:
+            left = manifest.load(os.path.join(self.aside_dir, ASIDE_RECORD))
+        except ValueError:
+            left = {}
+        if left.get("record", {}).get("signature") == signature:
+            self.set_aside = (left["record"], [tuple(m) for m in left["moved"]])
+            print("[%s] %s: putting back what a killed re-run had set aside" % (self.name, self.stage))
+            self.restore()
+            return self.load()
+        self.drop_set_aside()
+        return record
 
     def drop_set_aside(self) -> None:
         """The new run has a snapshot: what it replaces can go."""
