@@ -117,8 +117,8 @@ def read_label_kv(path: str, num_classes: int) -> Dict[str, int]:
     """OrderedDict key -> label from `images/.../name.jpg LABEL` lines; errors name file:line."""
     labels, lines = collections.OrderedDict(), {}
     for number, key, label in _lines(path, 2):
-        text_io.check_key(key, "%s:%d" % (path, number))
-        label = text_io.parse_label(label, "%s:%d" % (path, number), key)
+        text_io.check_key(key, path, number)
+        label = text_io.parse_label(label, path, number, key)
         if not 0 <= label < num_classes:
             raise ValueError("%s:%d: label %d of %s is outside 0..%d"
                              % (path, number, label, key, num_classes - 1))
@@ -132,8 +132,7 @@ def read_label_kv(path: str, num_classes: int) -> Dict[str, int]:
 def read_key_list(path: str, kv, kv_path: str) -> List[str]:
     """The keys of a key list, each checked to be unique and present in the kv file."""
     keys, lines = [], {}
-    for number, key in _lines(path, 1):
-        text_io.check_key(key, "%s:%d" % (path, number))
+    for number, key in _lines(path, 1):   # keys are checked where they get a label (kv)
         if key in lines:
             raise ValueError("%s:%d: duplicate key %s (first on line %d)"
                              % (path, number, key, lines[key]))

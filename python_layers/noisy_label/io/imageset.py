@@ -46,7 +46,7 @@ def read_image_list(path: str, num_classes: Optional[int] = None) -> List[Tuple[
         image, _, label = line.rpartition(" ")
         if not image or not label:
             raise ValueError("%s:%d: expected `path label`, got %r" % (path, number, line))
-        label = text_io.parse_label(label, "%s:%d" % (path, number), image)
+        label = text_io.parse_label(label, path, number, image)
         if num_classes is not None and not 0 <= label < num_classes:
             raise ValueError("%s:%d: label %d of %s is outside 0..%d"
                              % (path, number, label, image, num_classes - 1))
@@ -63,7 +63,7 @@ def read_label_list(path: str, num_classes: Optional[int] = None) -> np.ndarray:
         fields = line.split()
         if not fields:
             continue
-        label = text_io.parse_label(fields[-1], "%s:%d" % (path, number))
+        label = text_io.parse_label(fields[-1], path, number)
         if label < -1 or (num_classes is not None and label >= num_classes):
             raise ValueError("%s:%d: label %d is outside -1..%s" % (
                 path, number, label, num_classes - 1 if num_classes else "N-1"))
