@@ -461,8 +461,10 @@ build() {
   local prefix=$1 tmp src flags
   mkdir -p "$cache_root"
   tmp=$(mktemp -d "$cache_root/.build.XXXXXX")
-  # An interrupted or failed build leaves nothing behind that looks finished.
+  # An interrupted or failed build leaves nothing behind that looks finished (a time-boxed
+  # one too: TERM ends the script, which runs the EXIT trap).
   trap 'rm -rf "$tmp"' EXIT
+  trap 'exit 143' TERM INT
   src="$tmp/src"; mkdir -p "$src"
   get_source "$src"
   apply_patches "$src"
@@ -520,7 +522,7 @@ build() {
   rm -rf "$prefix"
   mv "$staged" "$prefix"
   rm -rf "$tmp"
-  trap - EXIT
+  trap - EXIT TERM INT
 }
 
 main() {

@@ -194,3 +194,21 @@ def test_the_rehearsal_accepts_a_node_like_environment(tmp_path):
     if "Operation not permitted" in proc.stdout:
         pytest.skip("unshare -n is not permitted here: %s" % proc.stdout.strip())
     assert proc.returncode == 0 and "looks like the node" in proc.stdout, proc.stdout
+
+
+# ---- the device check's frame ------------------------------------------------------------------
+
+def test_the_device_check_writes_a_summary_and_names_the_failed_step(tmp_path):
+    check = os.path.join(SCRIPTS, "device_check.sh")
+    rc, out = bash([check, str(tmp_path / "ok")], STEPS="env")
+    summary = (tmp_path / "ok" / "summary.txt").read_text()
+    assert rc == 0 and summary.startswith("device check, ") and ": PASS (" in summary, out
+    assert re.search(r"^env +PASS +\d+$", summary, re.M) and re.search(r"^build +SKIP", summary, re.M)
+    assert "python " in summary and "google.protobuf" in summary          # the figures
+    assert sorted(os.listdir(str(tmp_path / "ok"))) == ["env.txt", "summary.txt"]
+    # Out of time: the step fails, is named, and nothing after it runs.
+    rc, out = bash([check, str(tmp_path / "late")], BUDGET="5")
+    summary = (tmp_path / "late" / "summary.txt").read_text()
+    assert rc != 0 and "FAIL at step: env" in summary, summary
+    assert re.search(r"^env +FAIL \(no time left of BUDGET=5 s\)", summary, re.M)
+    assert not re.search(r"^venv ", summary, re.M)
