@@ -463,7 +463,8 @@ check_protobuf_pairing() {
 
 protoc_version() {
   local exe
-  exe=$(sed -n 's/^PROTOBUF_PROTOC_EXECUTABLE:[A-Z]*=//p' "$tmp/build/CMakeCache.txt" 2>/dev/null | head -n1)
+  exe=$(sed -n 's/^[Pp][Rr][Oo][Tt][Oo][Bb][Uu][Ff]_PROTOC_EXECUTABLE:[A-Z]*=//p' \
+          "$tmp/build/CMakeCache.txt" 2>/dev/null | head -n1)
   [ -n "$exe" ] || exe=protoc
   "$exe" --version 2>/dev/null | awk '{print $2}'
 }

@@ -22,6 +22,7 @@
 #   REHEARSE_DIR=<dir>   its work dir: python/, checkout/, cache/, summary.txt
 #                        (default ${XDG_CACHE_HOME:-~/.cache}/noisy-label-caffe/rehearse)
 #   REHEARSE_ROOT=<dir>  (--check) look for the packages under this root instead of / (tests)
+#   REHEARSE_KEEP_CACHE=1  keep the last rehearsal's cache (its build): rerun the checks only
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -112,7 +113,9 @@ outside() {
   "$python" -c 'import numpy, nvidia; assert numpy.__version__ >= "2"' \
     || die "$python needs NumPy 2.x and the nvidia-* wheels"
   checkout=$(copy_checkout)
-  rm -rf "$rehearse_dir/cache" "$rehearse_dir/tmp"
+  # A fresh cache each time (the deps unpacked, Caffe built), unless REHEARSE_KEEP_CACHE=1.
+  if [ -z "${REHEARSE_KEEP_CACHE:-}" ]; then rm -rf "$rehearse_dir/cache"; fi
+  rm -rf "$rehearse_dir/tmp"
   mkdir -p "$rehearse_dir/cache" "$rehearse_dir/tmp"
   say "into a namespace without network or Caffe's packages (log: $rehearse_dir/rehearse.log)"
   REHEARSE_DIR=$rehearse_dir REHEARSE_BUNDLE=$bundle REHEARSE_CHECKOUT=$checkout \
@@ -191,6 +194,10 @@ inside() {
   hide_packages "$dir/whiteouts"
   read_only_but "$dir"
   check || exit 3
+  # The namespace's only interface is lo, down at first; NCCL's bootstrap, which new_uid() fills
+  # in, needs one (it leaves lo out unless named). The node has its own interfaces.
+  ip link set lo up 2>/dev/null || true
+  export NCCL_SOCKET_IFNAME=lo
   export CAFFE_CACHE="$dir/cache" TMPDIR="$dir/tmp" PIP_NO_INDEX=1 PIP_FIND_LINKS="$bundle/wheels"
   export PIP_NO_CACHE_DIR=1 JOBS=$jobs
   cd "$checkout"
@@ -219,14 +226,14 @@ PY
     .venv/bin/caffe --version >> /dev/null 2>&1 || { status=1; result+=$'\n.venv/bin/caffe --version failed'; }
   fi
   local prefix
-  prefix=$(bash scripts/build_caffe.sh --prefix 2>/dev/null || true)
+  prefix=$(CUDA=1 CUDA_ARCH_BIN=90 BUNDLE="$bundle" PYTHON="$python" bash scripts/build_caffe.sh --prefix 2>/dev/null || true)
   {
     echo "rehearsal of the node build ($(date -u +%Y-%m-%dT%H:%MZ)): $([ "$status" -eq 0 ] && echo PASS || echo "FAIL ($status)")"
     echo "make caffe CUDA=1 CUDA_ARCH_BIN=90 BUNDLE=... PYTHON=$python: ${build_s} s with JOBS=$jobs on $(nproc) cores"
     echo "$result"
     if [ -n "$prefix" ]; then
       echo "prefix: $prefix ($(du -sh "$prefix" | cut -f1)); libcaffe.so $(du -h "$prefix"/lib/libcaffe.so.* | head -n1 | cut -f1), _caffe.so $(du -h "$(find "$prefix" -name _caffe.so | head -n1)" | cut -f1)"
-      echo "deps: $(du -sh "$dir/cache/deps" | cut -f1) unpacked"
+      echo "deps: $(du -sh "$dir/cache/deps" | cut -f1) unpacked; libraries not found by ldd: $(ldd "$prefix"/lib/libcaffe.so "$prefix"/bin/caffe "$(find "$prefix" -name _caffe.so | head -n1)" | grep -c 'not found')"
     fi
   } > "$dir/summary.txt"
   exit "$status"
