@@ -23,6 +23,8 @@
 #                        (default ${XDG_CACHE_HOME:-~/.cache}/noisy-label-caffe/rehearse)
 #   REHEARSE_ROOT=<dir>  (--check) look for the packages under this root instead of / (tests)
 #   REHEARSE_KEEP_CACHE=1  keep the last rehearsal's cache (its build): rerun the checks only
+#   REHEARSE_TESTS="..."   pytest arguments to run there too, after the checks (CPU mode of the
+#                        CUDA build, e.g. REHEARSE_TESTS="tests/test_mpi_train.py -k two_ranks")
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -225,12 +227,21 @@ PY
 ) || status=$?
     .venv/bin/caffe --version >> /dev/null 2>&1 || { status=1; result+=$'\n.venv/bin/caffe --version failed'; }
   fi
+  local tests="(none asked for: REHEARSE_TESTS)"
+  if [ "$status" -eq 0 ] && [ -n "${REHEARSE_TESTS:-}" ]; then
+    local targs
+    eval "targs=($REHEARSE_TESTS)"   # shell words: -k "a or b" stays one argument
+    tests=$(PATH="$checkout/.venv/bin:$PATH" CUDA=1 CUDA_ARCH_BIN=90 BUNDLE="$bundle" PYTHON="$python" \
+              .venv/bin/python -m pytest -q -p no:cacheprovider "${targs[@]}" 2>&1 \
+              | tee "$dir/tests.log" | tail -n 3) || status=$?
+  fi
   local prefix
   prefix=$(CUDA=1 CUDA_ARCH_BIN=90 BUNDLE="$bundle" PYTHON="$python" bash scripts/build_caffe.sh --prefix 2>/dev/null || true)
   {
     echo "rehearsal of the node build ($(date -u +%Y-%m-%dT%H:%MZ)): $([ "$status" -eq 0 ] && echo PASS || echo "FAIL ($status)")"
     echo "make caffe CUDA=1 CUDA_ARCH_BIN=90 BUNDLE=... PYTHON=$python: ${build_s} s with JOBS=$jobs on $(nproc) cores"
     echo "$result"
+    echo "tests ${REHEARSE_TESTS:-}: $tests"
     if [ -n "$prefix" ]; then
       echo "prefix: $prefix ($(du -sh "$prefix" | cut -f1)); libcaffe.so $(du -h "$prefix"/lib/libcaffe.so.* | head -n1 | cut -f1), _caffe.so $(du -h "$(find "$prefix" -name _caffe.so | head -n1)" | cut -f1)"
       echo "deps: $(du -sh "$dir/cache/deps" | cut -f1) unpacked; libraries not found by ldd: $(ldd "$prefix"/lib/libcaffe.so "$prefix"/bin/caffe "$(find "$prefix" -name _caffe.so | head -n1)" | grep -c 'not found')"
