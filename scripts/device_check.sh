@@ -136,7 +136,12 @@ print("new_uid bytes: %d" % len(uid))
 assert caffe.has_nccl() and len(uid) == 128
 PY
   [ $? -eq 0 ] || return 1
-  GLOG_minloglevel=0 .venv/bin/caffe device_query -gpu 0 2>&1 | grep -E "Device id|Major revision|Minor revision|Name|Total global memory" || return 1
+  local dq
+  dq=$(GLOG_minloglevel=0 .venv/bin/caffe device_query -gpu 0 2>&1)
+  if [ $? -ne 0 ] || ! grep -q "Device id" <<< "$dq"; then
+    tail -n 30 <<< "$dq"; echo "caffe device_query -gpu 0 failed"; return 1
+  fi
+  grep -E "Device id|Major revision|Minor revision|Name|Total global memory" <<< "$dq"
   echo "mpirun: $(PATH="$here/.venv/bin:$PATH" command -v mpirun || echo "none: the MPI tests skip their mpirun jobs; NCCL runs on one rank")"
 }
 
@@ -157,7 +162,9 @@ summary() {
     echo
     grep -aE '^(date|gpu|nvcc|cmake|g\+\+|python|Python.h|libpython|mpi4py.MPI|mpirun on PATH)[: ]|^  (numpy|google.protobuf|mpi4py|xdist) ' \
       "$out/env.txt" 2>/dev/null
-    grep -aE 'built in|Boost.Python for|protobuf pairing|headers from the bundle' "$out/build.log" 2>/dev/null
+    grep -aE 'built in|cached: |Boost.Python for|protobuf pairing|headers from the bundle|shared libpython|error' \
+      "$out/build.log" 2>/dev/null | head -n 12
+    grep -aE 'device_query -gpu 0 failed|Check failed' "$out/smoke.log" 2>/dev/null | head -n 3
     grep -aE '^(has_nccl|new_uid bytes|mpirun):|Name|Major revision|Minor revision' "$out/smoke.log" 2>/dev/null
     for f in test_gpu tests; do
       [ -f "$out/$f.log" ] || continue
