@@ -5,6 +5,10 @@
 #                                PYTEST_ARGS='-m "not caffe"' runs the numpy tier alone
 #   make caffe [CUDA=1] [CAFFE_SRC=dir]   build stock BVLC Caffe into ~/.cache/noisy-label-caffe
 #   make venv                    .venv with pinned deps, pycaffe and the `caffe` launcher
+#   make caffe-bundle [BUNDLE=dir]   the files a GPU node without network, root or Caffe's C++
+#                                libraries needs (default build/caffe-bundle); there:
+#                                make caffe CUDA=1 BUNDLE=dir PYTHON=... (README, CUDA builds)
+#   make rehearse-node [BUNDLE=dir]  that node build here, without network or those packages
 #   make lmdb DATASET=digits|cifar10|clothing1M   LMDBs, mean file, matrix C in $EXP/db/<dataset>
 #   make train DATASET=digits|cifar10|clothing1M  the dataset's training stages (its stage table),
 #                                resumable; SEED=n SET="max_iter=2000" STAGE=s KEEP_SNAPSHOTS=k
@@ -36,6 +40,15 @@ caffe:
 
 venv: caffe
 	@bash scripts/setup_venv.sh "$$(bash scripts/build_caffe.sh --prefix)"
+
+# The GPU node's bundle (scripts/caffe_bundle.sh) and its rehearsal here (scripts/rehearse_node.sh,
+# root, minutes of CUDA compile: not part of make test).
+.PHONY: caffe-bundle rehearse-node
+caffe-bundle:
+	@bash scripts/caffe_bundle.sh $(or $(BUNDLE),build/caffe-bundle)
+
+rehearse-node:
+	@bash scripts/rehearse_node.sh $(or $(BUNDLE),build/caffe-bundle)
 
 test: venv lint
 	$(IN_VENV) python -m pytest $(PYTEST_ARGS)

