@@ -164,11 +164,18 @@ def gpu_available() -> bool:
     if subprocess.run(["nvidia-smi", "-L"], stdout=subprocess.DEVNULL,
                       stderr=subprocess.DEVNULL).returncode != 0:
         return False
+    return build_option("CPU_ONLY") == "OFF"
+
+
+def build_option(name: str) -> Optional[str]:
+    """The value ("ON", "OFF", ...) the pycaffe in use was configured with for CMake option
+    `name` (its install's BUILDINFO, written by scripts/build_caffe.sh), or None if unknown."""
     import caffe
     directory = os.path.dirname(os.path.realpath(caffe.__file__))
     while directory != os.path.dirname(directory):
         info = os.path.join(directory, "BUILDINFO")
         if os.path.exists(info):
-            return "-DCPU_ONLY=OFF" in open(info).read()
+            m = re.search(r"^-D%s=(\S+)$" % re.escape(name), open(info).read(), re.M)
+            return m.group(1) if m else None
         directory = os.path.dirname(directory)
-    return False
+    return None
