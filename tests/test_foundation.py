@@ -114,5 +114,9 @@ def test_a_failed_build_leaves_no_cache_entry(tmp_path):
         proc = build_caffe(env)
         assert proc.returncode != 0
         assert "this checkout is broken" in proc.stderr and "cmake configure failed" in proc.stderr
-        assert os.listdir(str(cache)) == [], os.listdir(str(cache))
+        # No build entry: only the failed step's whole log, kept for whoever reads it.
+        assert os.listdir(str(cache)) == ["logs"], os.listdir(str(cache))
+        assert "full log: %s/logs/" % cache in proc.stderr
+        assert "this checkout is broken" in "".join(
+            open(os.path.join(str(cache), "logs", f)).read() for f in os.listdir(str(cache / "logs")))
     assert build_caffe(env, "--prefix").returncode == 1
