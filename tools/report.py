@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Write report.md and report.png (test accuracy per stage, mean ± std over seeds) for a dataset."""
+"""Write report.md and report.png (test accuracy per stage over seeds, 95% intervals, paired
+differences against noisy as truth; the noise-type net beside its majority-type rate)."""
 import argparse
 
 from noisy_label import cli, datasets, paths
@@ -13,10 +14,12 @@ def main():
     parser.add_argument("--seeds", type=cli.at_least(0), nargs="+", default=[1],
                         help="seeds whose runs to aggregate: seed 1 lives in EXP, seed n "
                              "in EXP/seeds/<n> (default: 1)")
+    parser.add_argument("--set", dest="settings", default="",
+                        help="the SET=... the runs were trained with")
     args = parser.parse_args()
     exps = [paths.seed_root(args.exp, seed) for seed in args.seeds]
     out_dir = paths.log_dir(args.dataset, args.exp)
-    print(report.write(args.dataset, exps, args.seeds, out_dir))
+    print(report.write(args.dataset, exps, args.seeds, out_dir, settings=args.settings))
     print("written: %s/report.md, report.png" % out_dir)
 
 
