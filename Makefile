@@ -8,7 +8,8 @@
 #   make lmdb DATASET=digits|cifar10|clothing1M   LMDBs, mean file, matrix C in $EXP/db/<dataset>
 #   make train DATASET=digits|cifar10|clothing1M  the dataset's training stages (its stage table),
 #                                resumable; SEED=n SET="max_iter=2000" STAGE=s KEEP_SNAPSHOTS=k
-#   make relabel DATASET=...     corrected labels of the mixed set from the trained model (THRESHOLD=0.5)
+#   make relabel DATASET=...     corrected labels of the mixed set from the trained model
+#                                (THRESHOLD=auto|<p>|precision:<p>; auto: F1 on held-out pairs)
 #   make compare DATASET=...     every noise-robust method on the same data and seeds (SEEDS="1 2 3"):
 #                                $EXP/logs/<dataset>/compare.md, .png, .json
 #   make bench                   the benchmarks in bench/ (ratios against the stock Caffe tools)
@@ -89,8 +90,11 @@ train: venv
 	$(VENV)/bin/python tools/run_stages.py $(DATASET) $(if $(SEED),--seed $(SEED)) $(if $(STAGE),--stage $(STAGE)) \
 		$(if $(SET),--set "$(SET)") $(if $(KEEP_SNAPSHOTS),--keep-snapshots $(KEEP_SNAPSHOTS))
 
-# make relabel DATASET=... [THRESHOLD=0.5] [SEED=n] [SET=...]: after make train, the corrected
-#   labels of the mixed set and LMDBs of the cleaned set in $(EXP)/db/<dataset>/relabel/
+# make relabel DATASET=... [THRESHOLD=auto|<p>|precision:<p>] [SEED=n] [SET=...]: after make
+#   train, the corrected labels of the mixed set and LMDBs of the cleaned set in
+#   $(EXP)/db/<dataset>/relabel/. The flag threshold: auto (default) the best F1 on the held-out
+#   clean/noisy pairs no net trained on, precision:<p> the largest there with precision >= p,
+#   or the number given.
 relabel: venv
 	$(VENV)/bin/python tools/relabel.py $(DATASET) $(if $(SEED),--seed $(SEED)) \
 		$(if $(SET),--set "$(SET)") $(if $(THRESHOLD),--threshold $(THRESHOLD))
