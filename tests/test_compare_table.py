@@ -45,9 +45,12 @@ def test_markdown_marks_only_differences_beyond_the_noise():
                "ours": ("noisy_label_loss", "ours"), "forward": ("forward_corrected", "forward"),
                "backward": ("backward_corrected", "backward")}
     lowest = {"backward": [-3.5, 1.0, 0.5]}
+    # backward diverged at seed 2: Caffe's Accuracy layer logged 1.0 for its NaN logits.
     compared = {"dataset": "digits", "tested_on": "test", "chance": 0.1, "seeds": [1, 2, 3],
                 "methods": {label: row(stage, role, correct[stage], lowest.get(label, [0.3] * 3))
                             for label, (stage, role) in methods.items()}}
+    compared["methods"]["backward"]["seeds"]["2"] = 1.0
+    compared["methods"]["backward"]["diverged_seeds"] = [2]
     ntype = {"stage": "ntype", "lmdb": "ntype_test", "pairs": [20, 20, 20],
              "majority_type": [0, 0, 0], "per_seed": [(0.5, 0.55), (0.45, 0.5), (0.6, 0.5)],
              "accuracy": intervals.bootstrap_mean([right(0.52, 30 + s)[:20] for s in range(3)]),
@@ -80,9 +83,12 @@ def test_markdown_marks_only_differences_beyond_the_noise():
     assert '(\"noise-free\")' in text
     warnings = [line for line in text.splitlines() if line.startswith(tuple(methods))
                 and ": " in line and not line.startswith("|")]
-    assert warnings == ["backward: ends near chance (0.10). Its training loss went negative "
-                        "(lowest -3.50 at seed 1): the loss is unbounded below, so training "
-                        "can drive it down without fitting the labels."]
+    assert warnings == ["backward: ends near chance (0.10). It diverged (NaN training loss) at "
+                        "seed 2. Its training loss went negative (lowest -3.50 at seed 1): the "
+                        "loss is unbounded below, so training can drive it down without "
+                        "fitting the labels."]
+    # The per-seed figures are the per-image accuracies, not the log's 1.0.
+    assert " | 1.0000 |" not in lines["backward"]
 
 
 def test_markdown_without_outcomes_says_std():
@@ -90,3 +96,18 @@ def test_markdown_without_outcomes_says_std():
                 "methods": {"ours": row("noisy_label_loss", "ours",
                                         [right(0.9, s) for s in range(3)], [0.3] * 3)}}
     assert "(std)" in compare.markdown(compared)
+
+
+def test_a_diverged_log_parses():
+    """A method that diverged logs -nan (backward correction did on digits): a value, not an
+    error that stops make compare."""
+    from noisy_label.experiments import caffe_log
+    text = ("I1202 01:03:34.6 1 solver.cpp:239] Iteration 100, loss = -nan\n"
+            "I1202 01:03:34.6 1 solver.cpp:258]     Train net output #0: loss_clean = -nan "
+            "(* 1 = -nan loss)\n"
+            "I1202 01:03:35.1 1 solver.cpp:330] Iteration 200, Testing net (#0)\n"
+            "I1202 01:03:35.1 1 solver.cpp:414]     Test net output #0: accuracy = 0.1\n"
+            "I1202 01:03:35.1 1 solver.cpp:414]     Test net output #1: loss_clean = -inf\n")
+    rows = caffe_log.parse(text)
+    assert np.isnan(rows["train"][0]["loss"]) and np.isnan(rows["train"][0]["loss_clean"])
+    assert rows["test"][0]["loss_clean"] == -np.inf and caffe_log.final_test(text) == 0.1

@@ -303,13 +303,13 @@ def test_rerun_skips_up_to_date_outputs_and_force_rebuilds(cifar10, capsys):
     datasets.build("cifar10", exp=cifar10["exp"], data_root=cifar10["raw"], seed=3,
                    num_clean=100, noise_level=0.5)
     out = capsys.readouterr().out
-    assert out.count("up to date") == 10 and "written" not in out
+    assert out.count("up to date") == 11 and "written" not in out
     assert os.stat(stamp).st_mtime_ns == before
-    # Another root: all 10 outputs written; FORCE rebuilds all 10 again.
+    # Another root: all 11 outputs written; FORCE rebuilds all 11 again.
     exp = cifar10["exp"] + "_force"
     datasets.build("cifar10", exp=exp, data_root=cifar10["raw"], seed=3, num_clean=100)
     datasets.build("cifar10", exp=exp, data_root=cifar10["raw"], seed=3, num_clean=100, force=True)
-    assert capsys.readouterr().out.count("written") == 20
+    assert capsys.readouterr().out.count("written") == 22
 
 
 def test_digits_build(tmp_path):

@@ -13,10 +13,11 @@ from typing import Optional
 from noisy_label.io import atomic
 
 _GLOG = re.compile(r"^[IWEF](\d{4}) (\d\d):(\d\d):(\d\d)\.(\d+)")
-_ITER_LOSS = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, loss = ([-+.\deE]+|nan|inf)")
+# A diverged net logs "-nan" / "-inf" (glibc's printf): the sign belongs to the value.
+_ITER_LOSS = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, loss = ([-+]?nan|[-+]?inf|[-+.\deE]+)")
 _ITER_LR = re.compile(r"Iteration (\d+), lr = ([-+.\deE]+)")
 _TESTING = re.compile(r"Iteration (\d+), Testing net \(#0\)")
-_OUTPUT = re.compile(r"(Train|Test) net output #\d+: (\S+) = ([-+.\deE]+|nan|inf)")
+_OUTPUT = re.compile(r"(Train|Test) net output #\d+: (\S+) = ([-+]?nan|[-+]?inf|[-+.\deE]+)")
 
 
 def _seconds(match, start):

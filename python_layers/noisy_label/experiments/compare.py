@@ -48,11 +48,12 @@ def run(name: str, exp: Optional[str], seeds, gpu=None, settings=None, keep_snap
 def results(name: str, exp: Optional[str], seeds) -> dict:
     """What compare.json holds, from the training logs of each seed's root: {"dataset",
     "tested_on", "chance", "seeds", "methods": {label: {"stage", "role", "seeds": {seed:
-    accuracy}, "mean", "std", "lowest_train_loss": {seed: loss}}}}. ValueError naming the
-    first method and seed without a final test accuracy."""
+    accuracy}, "mean", "std", "lowest_train_loss": {seed: lowest finite loss},
+    "diverged_seeds": [seeds with a NaN loss]}}} (add_intervals adds the per-image figures).
+    ValueError naming the first method and seed without a final test accuracy."""
     out = {}
     for stage in methods(name):
-        accuracy, lowest = {}, {}
+        accuracy, lowest, diverged = {}, {}, []
         for seed in seeds:
             log = os.path.join(paths.log_dir(name, paths.seed_root(exp, seed)), stage.name + ".log")
             text = open(log).read() if os.path.exists(log) else ""
@@ -63,12 +64,15 @@ def results(name: str, exp: Optional[str], seeds) -> dict:
                                  % (stage.label, stage.name, seed, log, name,
                                     " ".join(map(str, seeds))))
             accuracy[str(seed)] = final
-            losses = [row["loss"] for row in caffe_log.parse(text)["train"]]
-            lowest[str(seed)] = min(losses) if losses else None
+            losses = np.array([row["loss"] for row in caffe_log.parse(text)["train"]])
+            finite = losses[np.isfinite(losses)]
+            lowest[str(seed)] = float(finite.min()) if finite.size else None
+            if np.isnan(losses).any():
+                diverged.append(seed)
         values = np.array(list(accuracy.values()))
         out[stage.label] = {"stage": stage.name, "role": stage.role, "seeds": accuracy,
                             "mean": float(values.mean()), "std": float(values.std()),
-                            "lowest_train_loss": lowest}
+                            "lowest_train_loss": lowest, "diverged_seeds": diverged}
     return {"dataset": name, "tested_on": datasets.get_dataset(name).val_lmdb,
             "chance": 1.0 / datasets.get_dataset(name).num_classes,
             "seeds": [int(s) for s in seeds], "methods": out}
@@ -84,6 +88,10 @@ def add_intervals(compared: dict, correct: dict, noise_type: Optional[dict] = No
     rows = compared["methods"]
     for row in rows.values():
         row["accuracy"] = intervals.bootstrap_mean(correct[row["stage"]])
+        # Caffe's Accuracy layer counts NaN logits as right (a diverged net logs 1.0): the
+        # per-image argmax is what the table shows.
+        row["per_image_seeds"] = {str(seed): float(c.mean())
+                                  for seed, c in zip(compared["seeds"], correct[row["stage"]])}
     best = max(rows, key=lambda label: rows[label]["accuracy"]["mean"])
     baseline = [label for label, row in rows.items() if row["role"] == "noisy_as_truth"]
     for label, row in rows.items():
@@ -156,7 +164,7 @@ def markdown(compared: dict) -> str:
             score, vs_best, vs_noisy = "%.4f ± %.4f (std)" % (row["mean"], row["std"]), "–", "–"
         lines.append("| %s | %s | %s | %s | %s | %s |" % (
             label, row["stage"], "**%s**" % score if label == best else score, vs_best, vs_noisy,
-            " | ".join("%.4f" % row["seeds"][str(s)] for s in seeds)))
+            " | ".join("%.4f" % row.get("per_image_seeds", row["seeds"])[str(s)] for s in seeds)))
     if with_intervals:
         lines += _ranked_prose(rows, best)
     if compared.get("noise_type"):
@@ -170,11 +178,16 @@ def markdown(compared: dict) -> str:
 
 
 def _warning(row: dict, chance: float) -> str:
-    """What a reader should know about a method's row: it ended near chance, its training loss
-    went negative (a loss unbounded below: backward correction); "" if neither."""
+    """What a reader should know about a method's row: it ended near chance, diverged (a NaN
+    loss), its training loss went negative (a loss unbounded below: backward correction); ""
+    if none."""
     text = []
-    if row["mean"] < chance + 0.05:
+    mean = row["accuracy"]["mean"] if "accuracy" in row else row["mean"]
+    if mean < chance + 0.05:
         text.append("ends near chance (%.2f)." % chance)
+    if row.get("diverged_seeds"):
+        text.append("It diverged (NaN training loss) at seed %s." % ", ".join(
+            str(s) for s in row["diverged_seeds"]))
     negative = ["%.2f at seed %s" % (loss, seed) for seed, loss in row["lowest_train_loss"].items()
                 if loss is not None and loss < 0]
     if negative:

@@ -87,12 +87,13 @@ def outcomes(runs, stage_names, gpu=None) -> Dict[str, list]:
 
 
 def significance(correct: Dict[str, list], references) -> Dict[str, dict]:
-    """{stage: {"accuracy": intervals.bootstrap_mean, "vs": {ref: intervals.paired_difference
-    of stage - ref}}} for each stage of `correct` ({stage: [correct (n_s,) per seed]}) against
-    each stage of `references` it is not."""
+    """{stage: {"accuracy": intervals.bootstrap_mean, "per_seed": [accuracy per seed], "vs":
+    {ref: intervals.paired_difference of stage - ref}}} for each stage of `correct` ({stage:
+    [correct (n_s,) per seed]}) against each stage of `references` it is not."""
     out = {}
     for stage, per_seed in correct.items():
-        out[stage] = {"accuracy": intervals.bootstrap_mean(per_seed), "vs": {
+        out[stage] = {"accuracy": intervals.bootstrap_mean(per_seed),
+                      "per_seed": [float(np.mean(c)) for c in per_seed], "vs": {
             ref: intervals.paired_difference(per_seed, correct[ref])
             for ref in references if ref in correct and ref != stage}}
     return out
@@ -186,9 +187,11 @@ def markdown(name: str, summary, seeds, significant=None, ntype=None) -> str:
         else:
             score = interval_text(row["accuracy"], 4)
             diff = difference_text(row["vs"][baseline]) if baseline in row["vs"] else "–"
+            values = row["per_seed"]        # per image (Caffe's log counts NaN logits right)
         if stages.stage(name, stage).role == "ntype" and ntype:
             score = interval_text(ntype["accuracy"], 4)
             diff = "majority type: %s" % interval_text(ntype["majority"], 4)
+            values = [a for a, _ in ntype["per_seed"]]
         lines.append(("| %s | %s | %s | %s | %s" % (
             _label(name, stage), score, " ".join("%.4f" % v for v in values), diff,
             "".join("%s | " % _ref(name, ds, stage) for ds in _references()))).rstrip())
