@@ -40,8 +40,7 @@ def main():
     if not args.report_only:
         compare.run(args.dataset, args.exp, seeds, pipeline.gpu_choice(args.gpu), args.settings,
                     args.keep_snapshots, args.data_root)
-    print(compare.write(args.dataset, args.exp, seeds, settings=args.settings,
-                        gpu=pipeline.gpu_choice(args.gpu)))
+    print(compare.write(args.dataset, args.exp, seeds, gpu=pipeline.gpu_choice(args.gpu)))
     out_dir = paths.log_dir(args.dataset, args.exp)
     print("compare: %s (.png, .json) (%.0f s)" % (os.path.join(out_dir, "compare.md"),
                                                  time.time() - start))

@@ -14,12 +14,10 @@ def main():
     parser.add_argument("--seeds", type=cli.at_least(0), nargs="+", default=[1],
                         help="seeds whose runs to aggregate: seed 1 lives in EXP, seed n "
                              "in EXP/seeds/<n> (default: 1)")
-    parser.add_argument("--set", dest="settings", default="",
-                        help="the SET=... the runs were trained with")
     args = parser.parse_args()
     exps = [paths.seed_root(args.exp, seed) for seed in args.seeds]
     out_dir = paths.log_dir(args.dataset, args.exp)
-    print(report.write(args.dataset, exps, args.seeds, out_dir, settings=args.settings))
+    print(report.write(args.dataset, exps, args.seeds, out_dir))
     print("written: %s/report.md, report.png" % out_dir)
 
 

@@ -197,13 +197,13 @@ def _warning(row: dict, chance: float) -> str:
     return " ".join(text)
 
 
-def write(name: str, exp: Optional[str], seeds, out_dir: Optional[str] = None, settings=None,
+def write(name: str, exp: Optional[str], seeds, out_dir: Optional[str] = None,
           gpu=None) -> str:
     """Write compare.json, compare.md and compare.png (into $EXP/logs/<name>/ by default);
-    return the Markdown. settings: the SET the stages were trained with."""
+    return the Markdown."""
     compared = results(name, exp, seeds)
     exps = [paths.seed_root(exp, s) for s in seeds]
-    runs = report.experiments(name, exps, seeds, settings)
+    runs = report.experiments(name, exps, seeds)
     add_intervals(compared, report.outcomes(runs, [row["stage"] for row in
                                                    compared["methods"].values()], gpu),
                   report.noise_type_summary(name, runs, gpu))

@@ -29,6 +29,36 @@ def _accuracy_inputs(net_param):
             data[0].data_param.batch_size)
 
 
+class Run(object):
+    """One seed root's trained stages as they are on disk, read-only: its prototxts (the copy
+    that make train generated in the root, where it did so: another root, seed or SET; else
+    the committed prototxt/<name>) and their snapshots. Unlike pipeline.Experiment it writes
+    no prototxt, so reading a SET=... run without that SET changes nothing."""
+
+    def __init__(self, name: str, exp: str, seed: int = 1):
+        self.name, self.exp, self.seed = name, os.path.abspath(exp), int(seed)
+        generated = os.path.join(self.exp, "prototxt", name)
+        self.prototxt_dir = generated if os.path.isdir(generated) else os.path.join(
+            paths.REPO_ROOT, "prototxt", name)
+
+    def _abs(self, path: str) -> str:
+        return path if os.path.isabs(path) else os.path.join(paths.REPO_ROOT, path)
+
+    def solver(self, stage: str):
+        from caffe.proto import caffe_pb2
+
+        from noisy_label.experiments import nets, stages
+        return nets.read_prototxt(os.path.join(self.prototxt_dir,
+                                               stages.solver_file_name(self.name, stage)),
+                                  caffe_pb2.SolverParameter())
+
+    def final(self, stage: str, ext: str = ".caffemodel") -> str:
+        """The snapshot a stage ends with: <snapshot_prefix>_iter_<max_iter><ext>."""
+        from noisy_label.experiments import snapshots
+        solver = self.solver(stage)
+        return snapshots.path(self._abs(solver.snapshot_prefix), solver.max_iter, ext)
+
+
 def _key(path: str) -> str:
     st = os.stat(path)
     return json.dumps([os.path.abspath(path), st.st_size, st.st_mtime_ns])
@@ -38,8 +68,8 @@ def stage_outcomes(experiment, stage: str, gpu: Optional[int] = None) -> Dict[st
     """{"correct" (n,) bool, "predicted" (n,) int64, "label" (n,) int64} of stage `stage`'s
     final model on the n records of its TEST LMDB, in LMDB order.
 
-    experiment: a pipeline.Experiment (its seed root and prototxts). IOError if the stage has
-    no final snapshot.
+    experiment: a Run or a pipeline.Experiment (its seed root and prototxts). IOError if the
+    stage has no final snapshot.
     """
     from caffe.proto import caffe_pb2
 

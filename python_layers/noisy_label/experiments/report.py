@@ -64,15 +64,10 @@ def _ref(name: str, reference, stage: str):
 NOISE_TYPE_NAMES = {0: "noise-free", 1: "random", 2: "confusing"}
 
 
-def experiments(name: str, exps, seeds, settings=None) -> list:
-    """pipeline.Experiment of each (seed root, seed), with the settings they were trained with
-    (so that their prototxts are the ones trained)."""
-    from noisy_label.experiments import pipeline
-    out = []
-    for exp, seed in zip(exps, seeds):
-        base = exp if int(seed) == 1 else os.path.dirname(os.path.dirname(os.path.abspath(exp)))
-        out.append(pipeline.Experiment(name, base, seed=int(seed), settings=settings))
-    return out
+def experiments(name: str, exps, seeds) -> list:
+    """evaluate.Run of each (seed root, seed): the trained stages as they are on disk."""
+    from noisy_label.experiments import evaluate
+    return [evaluate.Run(name, exp, seed) for exp, seed in zip(exps, seeds)]
 
 
 def outcomes(runs, stage_names, gpu=None) -> Dict[str, list]:
@@ -240,11 +235,11 @@ def claim(name: str, summary, significant=None) -> Optional[str]:
     return "%s: ours − baseline, paired 95%% intervals: %s." % (head, parts)
 
 
-def write(name: str, exps, seeds, out_dir: str, settings=None, gpu=None) -> str:
+def write(name: str, exps, seeds, out_dir: str, gpu=None) -> str:
     """Write report.md and report.png into out_dir; return the Markdown. exps[i]: the seed
-    root of seeds[i] (paths.seed_root); settings: the SET they were trained with."""
+    root of seeds[i] (paths.seed_root)."""
     summary = summarize(name, exps)
-    runs = experiments(name, exps, seeds, settings)
+    runs = experiments(name, exps, seeds)
     class_stages = [s for s in summary if stages.stage(name, s).role != "ntype"]
     correct = outcomes(runs, class_stages, gpu)
     significant = significance(correct, [s for s in class_stages if stages.stage(
