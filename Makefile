@@ -10,8 +10,9 @@
 #                                resumable; SEED=n SET="max_iter=2000" STAGE=s KEEP_SNAPSHOTS=k
 #   make relabel DATASET=...     corrected labels of the mixed set from the trained model
 #                                (THRESHOLD=auto|<p>|precision:<p>; auto: F1 on held-out pairs)
-#   make compare DATASET=...     every noise-robust method on the same data and seeds (SEEDS="1 2 3"):
-#                                $EXP/logs/<dataset>/compare.md, .png, .json
+#   make compare DATASET=...     every noise-robust method on the same data and seeds
+#                                (SEEDS="1 2 3 4 5 6"): $EXP/logs/<dataset>/compare.md, .png, .json,
+#                                95% intervals and paired differences
 #   make bench                   the benchmarks in bench/ (ratios against the stock Caffe tools)
 #   make bench-gpu               the GPU benchmarks (Clothing1M nets, cuDNN, MPI vs NCCL)
 #   make docker | docker-cpu     the CUDA / CPU image (docker/); DOCKER=podman|buildah,
@@ -99,7 +100,7 @@ relabel: venv
 	$(VENV)/bin/python tools/relabel.py $(DATASET) $(if $(SEED),--seed $(SEED)) \
 		$(if $(SET),--set "$(SET)") $(if $(THRESHOLD),--threshold $(THRESHOLD))
 
-# make compare DATASET=... [SEEDS="1 2 3"] [SET=...] [KEEP_SNAPSHOTS=k] [DATA_ROOT=dir]: make
+# make compare DATASET=... [SEEDS="1 2 3 4 5 6"] [SET=...] [KEEP_SNAPSHOTS=k] [DATA_ROOT=dir]: make
 #   train's stages and the other noise-robust losses (bootstrapping, forward / backward
 #   correction) at each seed (make lmdb's defaults from DATA_ROOT for a seed not built yet),
 #   then the table, plot and JSON in $(EXP)/logs/<dataset>/; finished stages are reused

@@ -149,7 +149,7 @@ def test_corrected_labels_and_scores():
 def test_a_bad_threshold_is_one_line_naming_the_option(tmp_path, threshold):
     proc = make("relabel", str(tmp_path / "exp"), "THRESHOLD=" + threshold, cwd=str(tmp_path))
     assert proc.returncode != 0 and "Traceback" not in proc.stdout
-    lines = [line for line in proc.stdout.strip().splitlines() if not line.startswith("make")]
+    lines = [line for line in proc.stdout.strip().splitlines() if line.startswith("relabel")]
     assert lines == ["relabel: THRESHOLD must be auto, a number in [0, 1] or precision:<p> with "
                      "p in (0, 1], got %r" % threshold]
 
