@@ -12,9 +12,11 @@
 #   make lmdb DATASET=digits|cifar10|clothing1M   LMDBs, mean file, matrix C in $EXP/db/<dataset>
 #   make train DATASET=digits|cifar10|clothing1M  the dataset's training stages (its stage table),
 #                                resumable; SEED=n SET="max_iter=2000" STAGE=s KEEP_SNAPSHOTS=k
-#   make relabel DATASET=...     corrected labels of the mixed set from the trained model (THRESHOLD=0.5)
-#   make compare DATASET=...     every noise-robust method on the same data and seeds (SEEDS="1 2 3"):
-#                                $EXP/logs/<dataset>/compare.md, .png, .json
+#   make relabel DATASET=...     corrected labels of the mixed set from the trained model
+#                                (THRESHOLD=auto|<p>|precision:<p>; auto: F1 on held-out pairs)
+#   make compare DATASET=...     every noise-robust method on the same data and seeds
+#                                (SEEDS="1 2 3 4 5 6"): $EXP/logs/<dataset>/compare.md, .png, .json,
+#                                95% intervals and paired differences
 #   make bench                   the benchmarks in bench/ (ratios against the stock Caffe tools)
 #   make bench-gpu               the GPU benchmarks (Clothing1M nets, cuDNN, MPI vs NCCL)
 #   make docker | docker-cpu     the CUDA / CPU image (docker/); DOCKER=podman|buildah,
@@ -102,13 +104,16 @@ train: venv
 	$(VENV)/bin/python tools/run_stages.py $(DATASET) $(if $(SEED),--seed $(SEED)) $(if $(STAGE),--stage $(STAGE)) \
 		$(if $(SET),--set "$(SET)") $(if $(KEEP_SNAPSHOTS),--keep-snapshots $(KEEP_SNAPSHOTS))
 
-# make relabel DATASET=... [THRESHOLD=0.5] [SEED=n] [SET=...]: after make train, the corrected
-#   labels of the mixed set and LMDBs of the cleaned set in $(EXP)/db/<dataset>/relabel/
+# make relabel DATASET=... [THRESHOLD=auto|<p>|precision:<p>] [SEED=n] [SET=...]: after make
+#   train, the corrected labels of the mixed set and LMDBs of the cleaned set in
+#   $(EXP)/db/<dataset>/relabel/. The flag threshold: auto (default) the best F1 on the held-out
+#   clean/noisy pairs no net trained on, precision:<p> the largest there with precision >= p,
+#   or the number given.
 relabel: venv
 	$(VENV)/bin/python tools/relabel.py $(DATASET) $(if $(SEED),--seed $(SEED)) \
 		$(if $(SET),--set "$(SET)") $(if $(THRESHOLD),--threshold $(THRESHOLD))
 
-# make compare DATASET=... [SEEDS="1 2 3"] [SET=...] [KEEP_SNAPSHOTS=k] [DATA_ROOT=dir]: make
+# make compare DATASET=... [SEEDS="1 2 3 4 5 6"] [SET=...] [KEEP_SNAPSHOTS=k] [DATA_ROOT=dir]: make
 #   train's stages and the other noise-robust losses (bootstrapping, forward / backward
 #   correction) at each seed (make lmdb's defaults from DATA_ROOT for a seed not built yet),
 #   then the table, plot and JSON in $(EXP)/logs/<dataset>/; finished stages are reused

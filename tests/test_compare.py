@@ -85,6 +85,8 @@ def test_methods_share_data_schedule_and_start(compared):
         for field in ("base_lr", "max_iter", "stepsize", "gamma", "momentum", "weight_decay",
                       "random_seed", "test_iter"):
             assert getattr(solver, field) == getattr(baseline, field), (stage, field)
+        # Backward correction alone clips its gradients (its loss is unbounded below).
+        assert solver.clip_gradients == (10.0 if stage == "backward_corrected" else -1), stage
         net = text_format.Merge(open(solver.net).read(), caffe_pb2.NetParameter())
         sources = {layer.data_param.source for layer in net.layer
                    if layer.type == "Data" and layer.include[0].phase == 0}

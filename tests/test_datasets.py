@@ -122,9 +122,11 @@ def mixed_records(db):
 
 def test_cifar10_outputs_and_counts(cifar10):
     db = cifar10["db"]
-    expected = {"test": 100, "clean_train": 100, "ntype_train": 80, "ntype_test": 20,
-                "mixed_train": 300, "mixed_train_images": 300, "mixed_train_label_clean": 300,
-                "mixed_train_label_noisy": 300, "mixed_train_label_ntype": 300}
+    # 100 clean pairs: 80 trained on, 20 held out of everything (the noise-type test pairs).
+    expected = {"test": 100, "clean_train": 80, "ntype_train": 80, "ntype_test": 20,
+                "mixed_train": 280, "ntype_test_label_noisy": 20, "mixed_train_images": 280,
+                "mixed_train_label_clean": 280, "mixed_train_label_noisy": 280,
+                "mixed_train_label_ntype": 280}
     for name, count in expected.items():
         assert lmdb_io.count(os.path.join(db, name)) == count, name
         assert os.path.isfile(os.path.join(db, name + ".txt")), name
@@ -170,7 +172,38 @@ def test_cifar10_mixed_lmdbs_are_aligned_with_the_images(cifar10):
         assert ntype == ntype_train.get("train/%05d" % index, -1)
         if ntype != -1:
             assert clean != -1
-    assert seen == set(range(300)) and num_clean == 100
+    held_out = {int(line.split()[0][-5:]) for line in open(os.path.join(cifar10["db"],
+                                                                          "ntype_test.txt"))}
+    assert len(held_out) == 20
+    assert seen == set(range(300)) - held_out and num_clean == 80
+
+
+def test_cifar10_held_out_pairs_are_in_nothing_trained(cifar10):
+    """The noise-type test pairs: in no training LMDB and not in C; their clean and noisy
+    labels are written aligned with ntype_test (what make relabel chooses its threshold on)."""
+    _, labels = train_images(cifar10)
+    db = cifar10["db"]
+    sets = synthetic.synthetic_label_sets(labels, 10, 0.5, 100, seed=3)
+    names = {db_name: [line.split()[0] for line in open(os.path.join(db, db_name + ".txt"))]
+             for db_name in ("ntype_test", "clean_train", "ntype_train", "mixed_train",
+                             paths.MIXED_IMAGES)}
+    held = set(names["ntype_test"])
+    for trained in ("clean_train", "ntype_train", "mixed_train", paths.MIXED_IMAGES):
+        assert not held & set(names[trained]), trained
+    assert held == {"train/%05d" % i for i in sets["clean"][sets["ntype_test"]]}
+    for kind, want in (("clean", labels), ("noisy", sets["noisy"])):
+        db_name = synthetic.HELD_OUT_LABELS[kind]
+        records = read_lmdb(os.path.join(db, db_name))
+        assert [k for k, _ in records] == ["%08d" % i for i in range(20)]
+        got = [int(d.float_data[0]) for _, d in records]
+        assert got == [int(want[int(n[-5:])]) for n in names["ntype_test"]], kind
+        assert [line.split()[0] for line in open(os.path.join(db, db_name + ".txt"))] == \
+            names["ntype_test"]
+    # C comes from the 80 trained pairs only.
+    trained = sets["clean"][sets["ntype_train"]]
+    c = blob_io.read_blobproto(os.path.join(db, "matrix_c.binaryproto"))[0, 0]
+    np.testing.assert_allclose(c, reference_matrix_c(labels[trained], sets["noisy"][trained], 10),
+                               atol=1e-6)
 
 
 def test_cifar10_matrix_c_and_noise_types_match_the_reference(cifar10):
@@ -179,7 +212,8 @@ def test_cifar10_matrix_c_and_noise_types_match_the_reference(cifar10):
     clean = sets["clean"]
     c = blob_io.read_blobproto(os.path.join(cifar10["db"], "matrix_c.binaryproto"))
     assert c.shape == (1, 1, 10, 10)
-    expected = reference_matrix_c(labels[clean], sets["noisy"][clean], 10)
+    trained = clean[sets["ntype_train"]]
+    expected = reference_matrix_c(labels[trained], sets["noisy"][trained], 10)
     np.testing.assert_allclose(c[0, 0], expected, atol=1e-6)
     np.testing.assert_allclose(np.loadtxt(os.path.join(cifar10["db"], "matrix_c.txt")), expected,
                                atol=1e-6)
@@ -201,7 +235,9 @@ def test_cifar10_mean_file_matches_compute_image_mean(cifar10, tmp_path):
     images, _ = train_images(cifar10)
     ours = blob_io.read_blobproto(os.path.join(cifar10["db"], "cifar10_mean.binaryproto"))
     assert ours.shape == (1, 3, 32, 32)
-    np.testing.assert_allclose(ours[0], images.mean(axis=0), atol=1e-4)
+    mixed = [int(line.split()[0][-5:]) for line in open(os.path.join(cifar10["db"],
+                                                                      "mixed_train.txt"))]
+    np.testing.assert_allclose(ours[0], images[sorted(mixed)].mean(axis=0), atol=1e-4)
     stock = str(tmp_path / "stock.binaryproto")
     subprocess.run([caffe_tool("compute_image_mean"),
                     os.path.join(cifar10["db"], paths.MIXED_IMAGES), stock],
@@ -267,21 +303,21 @@ def test_rerun_skips_up_to_date_outputs_and_force_rebuilds(cifar10, capsys):
     datasets.build("cifar10", exp=cifar10["exp"], data_root=cifar10["raw"], seed=3,
                    num_clean=100, noise_level=0.5)
     out = capsys.readouterr().out
-    assert out.count("up to date") == 10 and "written" not in out
+    assert out.count("up to date") == 11 and "written" not in out
     assert os.stat(stamp).st_mtime_ns == before
-    # Another root: all 10 outputs written; FORCE rebuilds all 10 again.
+    # Another root: all 11 outputs written; FORCE rebuilds all 11 again.
     exp = cifar10["exp"] + "_force"
     datasets.build("cifar10", exp=exp, data_root=cifar10["raw"], seed=3, num_clean=100)
     datasets.build("cifar10", exp=exp, data_root=cifar10["raw"], seed=3, num_clean=100, force=True)
-    assert capsys.readouterr().out.count("written") == 20
+    assert capsys.readouterr().out.count("written") == 22
 
 
 def test_digits_build(tmp_path):
     summary = datasets.build("digits", exp=str(tmp_path))
     db = paths.db_dir("digits", str(tmp_path))
     assert summary["counts"]["test"] == 500
-    assert summary["counts"]["clean_train"] == 100
-    assert summary["counts"]["mixed_train_images"] == 1297
+    assert summary["counts"]["clean_train"] == 80        # 20 of the 100 clean digits held out
+    assert summary["counts"]["mixed_train_images"] == 1277
     assert (summary["counts"]["ntype_train"], summary["counts"]["ntype_test"]) == (80, 20)
     key, datum = read_lmdb(os.path.join(db, "test"))[0]
     assert (datum.channels, datum.height, datum.width) == (1, 8, 8)
@@ -295,7 +331,7 @@ def test_digits_build(tmp_path):
     np.testing.assert_allclose(q.sum(axis=0), 1, atol=1e-6)
     assert os.path.exists(os.path.join(db, paths.ESTIMATED_MATRIX_Q + ".txt"))
     records = mixed_records(db)
-    assert sum(r[2] != -1 for r in records) == 100
+    assert sum(r[2] != -1 for r in records) == 80
 
 
 def test_encoded_records_decode_to_the_raw_pixels(cifar10, tmp_path):

@@ -122,6 +122,22 @@ def test_report_table_and_plot(digits_run, tmp_path):
     text = report.write("digits", [digits_run.exp], [1], str(tmp_path))
     assert "| clean only |" in text and "| ours |" in text and "| noisy as truth |" in text
     assert "0.620" in text and "0.773" in text          # the original release's numbers
+    # The noise-type net beside the majority-type rate on the same 20 held-out pairs: always
+    # answering the training pairs' most common type.
+    from noisy_label.core import intervals
+    from noisy_label.io import imageset
+    train = imageset.read_label_list(paths.list_file("digits", paths.NTYPE_TRAIN, digits_run.exp))
+    held = imageset.read_label_list(paths.list_file("digits", paths.NTYPE_TEST, digits_run.exp))
+    majority, rate = intervals.majority_rate(train, held)
+    majority_row = [line for line in text.splitlines() if line.startswith("| majority type |")]
+    assert len(majority_row) == 1 and majority_row[0].endswith("| %.3f |" % rate), majority_row
+    assert "majority type: %.4f [" % rate in text          # beside the noise-type row
+    assert "(`ntype_test`, 20 pairs a seed, 20 in all" in text
+    # Each stage's accuracy with a 95% interval, the differences marked where beyond noise.
+    ours = [line for line in text.splitlines() if line.startswith("| ours |")][0]
+    assert re.search(r"\| ours \| 0\.\d{4} \[0\.\d{4}, 0\.\d{4}\] \|", ours), ours
+    assert re.search(r"\| [+-]0\.\d{3} \[[+-]0\.\d{3}, [+-]0\.\d{3}\]( \*)? \|", ours), ours
+    assert "paired 95% intervals" in text
     summary = report.summarize("digits", [digits_run.exp])
     assert set(summary) == set(stages.stage_nets("digits", compare=False))
     assert all(0.0 <= v <= 1.0 for values in summary.values() for v in values)

@@ -49,7 +49,7 @@ def test_outputs_align_with_the_mixed_set(relabelled):
     rows = read_csv(os.path.join(out_dir, "labels.csv"))
     labels = list(lmdb_io.read_datums(os.path.join(out_dir, paths.CORRECTED_LABELS)))
     corrected = list(lmdb_io.read_datums(os.path.join(out_dir, paths.CORRECTED_TRAIN)))
-    assert len(rows) == len(images) == len(labels) == len(corrected) == 1297
+    assert len(rows) == len(images) == len(labels) == len(corrected) == 1277
     noisy = imageset.read_label_list(paths.list_file("digits", paths.MIXED_LABELS["noisy"], exp))
     clean = imageset.read_label_list(paths.list_file("digits", paths.MIXED_LABELS["clean"], exp))
     for i, (row, (key, image), (label_key, label), (image_key, fixed)) in enumerate(
@@ -64,7 +64,9 @@ def test_outputs_align_with_the_mixed_set(relabelled):
     issues = read_csv(os.path.join(out_dir, "label_issues.csv"))
     assert len(issues) == sum(row["flagged"] == "1" for row in rows) > 0
     p = [float(row["p_label_correct"]) for row in issues]
-    assert p == sorted(p) and max(p) < 0.5                  # most likely wrong first
+    with open(os.path.join(out_dir, "summary.json")) as f:
+        threshold = json.load(f)["threshold"]
+    assert p == sorted(p) and max(p) < threshold            # most likely wrong first
     with open(os.path.join(out_dir, "confusion.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
@@ -77,6 +79,51 @@ def test_corrected_labels_beat_the_noisy_ones(relabelled):
     assert truth["accuracy_corrected"] > truth["accuracy_noisy"] + 0.2, truth
     assert truth["flag_precision"] > 0.5 and truth["flag_recall"] > 0.5, truth
     assert sum(map(sum, summary["noisy_to_corrected"])) == summary["noisy_labelled"] == 1197
+
+
+def test_the_default_threshold_comes_from_the_held_out_pairs_alone(relabelled):
+    """THRESHOLD=auto: the best F1 on the 20 held-out pairs (no net trained on them), printed
+    with what they predict beside what the truth shows; chosen from those pairs' posterior
+    alone, never from the truth of the mixed set or the test set."""
+    from noisy_label.experiments import pipeline
+    exp, out = relabelled
+    db = paths.db_dir("digits", exp)
+    with open(os.path.join(db, paths.RELABEL, "summary.json")) as f:
+        summary = json.load(f)
+    assert summary["rule"] == "F1" and summary["held_out"]["pairs"] == 20
+    assert "chosen on the held-out pairs by F1" in out
+    assert "held-out pairs (20, %d with a wrong noisy label; not trained on) predict: flags " \
+        "precision" % summary["held_out"]["wrong"] in out
+    assert "against the truth" in out
+    # The same choice recomputed from the held-out pairs' posterior alone.
+    experiment = pipeline.Experiment("digits", exp, seed=1, settings=SET)
+    p_correct, wrong = relabel.held_out_posterior(experiment, summary["weights"])
+    assert len(p_correct) == 20 and wrong.sum() == summary["held_out"]["wrong"]
+    assert relabel.choose_threshold(p_correct, wrong)["threshold"] == summary["threshold"]
+    # What the choice sees: the posterior net over the held-out pairs reads their images and
+    # their two label LMDBs, nothing else (not the test set, not the mixed set's truth); the
+    # choice itself is a function of those pairs alone (test_thresholds.py).
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+
+    from noisy_label.datasets.synthetic import HELD_OUT_LABELS
+    net = text_format.Merge(open(os.path.join(db, paths.RELABEL, "posterior_held_out.prototxt"))
+                            .read(), caffe_pb2.NetParameter())
+    sources = {layer.data_param.source for layer in net.layer if layer.type == "Data"}
+    assert sources == {paths.lmdb_path("digits", name, exp) for name in
+                       [paths.NTYPE_TEST] + list(HELD_OUT_LABELS.values())}
+    seen = []
+    real = relabel.resolve_threshold
+    relabel.resolve_threshold = lambda spec, held_out: seen.append(held_out) or real(spec, held_out)
+    try:
+        again = relabel.relabel(experiment, "auto")
+    finally:
+        relabel.resolve_threshold = real
+    assert again["threshold"] == summary["threshold"]
+    np.testing.assert_array_equal(seen[0][0], p_correct)
+    np.testing.assert_array_equal(seen[0][1], wrong)
+    proc = make("relabel", exp, "THRESHOLD=precision:0.9")
+    assert proc.returncode == 0 and "chosen on the held-out pairs by precision >= 0.9" in proc.stdout
 
 
 def test_the_threshold_moves_the_flags(relabelled):
@@ -106,12 +153,13 @@ def test_corrected_labels_and_scores():
     assert scores["flag_precision"] == 1.0 and scores["flag_recall"] == 1.0
 
 
-@pytest.mark.parametrize("threshold", ["1.5", "-0.1", "nan", "x"])
-def test_a_threshold_outside_0_1_is_one_line(tmp_path, threshold):
-    proc = run_plain([PYTHON, os.path.join(REPO, "tools", "relabel.py"), "digits", "--exp",
-                      str(tmp_path), "--threshold", threshold], cwd=str(tmp_path))
-    assert proc.returncode == 1 and "Traceback" not in proc.stdout
-    assert proc.stdout.strip().splitlines()[-1].startswith("relabel: ")
+@pytest.mark.parametrize("threshold", ["1.5", "-0.1", "nan", "x", "precision:2", "best"])
+def test_a_bad_threshold_is_one_line_naming_the_option(tmp_path, threshold):
+    proc = make("relabel", str(tmp_path / "exp"), "THRESHOLD=" + threshold, cwd=str(tmp_path))
+    assert proc.returncode != 0 and "Traceback" not in proc.stdout
+    lines = [line for line in proc.stdout.strip().splitlines() if line.startswith("relabel")]
+    assert lines == ["relabel: THRESHOLD must be auto, a number in [0, 1] or precision:<p> with "
+                     "p in (0, 1], got %r" % threshold]
 
 
 def test_missing_lmdbs_and_model_are_one_line(tmp_path):

@@ -240,7 +240,9 @@ def test_copy_params(tmp_path):
 def test_make_lmdb_cli(tmp_path):
     exp = str(tmp_path / "exp")
     out = tool("make_lmdb", "digits", "--exp", exp, "--num-clean", "200", "--noise-level", "0.3").stdout
-    assert "summary of digits" in out and "clean_train                   200 records" in out
+    # 200 clean digits: 160 trained on, the last fifth held out.
+    assert "summary of digits" in out and "clean_train                   160 records" in out
+    assert "ntype_test_label_noisy         40 records" in out
     assert "noise rate: asked 0.300" in out and "matrix C [noisy, true]:" in out
     assert "up to date" in tool("make_lmdb", "digits", "--exp", exp, "--num-clean", "200",
                                 "--noise-level", "0.3").stdout

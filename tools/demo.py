@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """The digits demo (`make demo`): `make lmdb` + `make train` for DATASET=digits at several
-seeds, then a report of test accuracy per stage (mean ± std) beside the original release's
+seeds, then a report of test accuracy per stage (mean over seeds, 95% intervals, paired
+differences; the noise-type net beside its majority-type rate) beside the original release's
 CIFAR-10 and Clothing1M numbers: $EXP/logs/digits/report.md and report.png.
 
 Seed 1 lives in EXP itself (exp/db/digits, exp/snapshots/digits, exp/logs/digits), seed n
@@ -46,7 +47,7 @@ def main():
                      % seed)
         pipeline.Experiment(DATASET, args.exp, gpu=gpu, seed=seed).run()
     out_dir = paths.log_dir(DATASET, args.exp)
-    print(report.write(DATASET, exps, args.seeds, out_dir))
+    print(report.write(DATASET, exps, args.seeds, out_dir, gpu=gpu))
     print("report: %s, %s (%.0f s)" % (os.path.join(out_dir, "report.md"),
                                        os.path.join(out_dir, "report.png"), time.time() - start))
 

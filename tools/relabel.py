@@ -3,7 +3,8 @@
 probability that each noisy label is right, flags, and LMDBs of the cleaned set in
 $EXP/db/<dataset>/relabel/ (noisy_label.experiments.relabel).
 
-    .venv/bin/python tools/relabel.py digits
+    .venv/bin/python tools/relabel.py digits                       # threshold: F1 on held-out pairs
+    .venv/bin/python tools/relabel.py digits --threshold precision:0.95
     .venv/bin/python tools/relabel.py clothing1M --threshold 0.3
 """
 import argparse
@@ -21,11 +22,15 @@ def main():
     parser.add_argument("--exp", help="experiment root (default: $EXP or exp/)")
     parser.add_argument("--seed", type=int, default=1, help="the seed root, as make train SEED=n")
     parser.add_argument("--set", dest="settings", default="", help="as make train SET=...")
-    parser.add_argument("--threshold", default="0.5",
-                        help="flag a noisy label when p(y = ỹ | ỹ, x) is below this (default 0.5)")
+    parser.add_argument("--threshold", default=relabel.DEFAULT_THRESHOLD,
+                        help="flag a noisy label when p(y = ỹ | ỹ, x) is below this: a number in "
+                             "[0, 1]; auto (default): the best F1 on the held-out pairs; "
+                             "precision:<p>: the largest threshold whose precision on the "
+                             "held-out pairs is at least p (no held-out pairs: 0.5)")
     parser.add_argument("--gpu", default="auto", help="GPU id, 'none', or 'auto' (default)")
     args = parser.parse_args()
-    threshold = relabel.check_threshold(args.threshold)
+    relabel.parse_threshold(args.threshold)       # a bad THRESHOLD is one line, before any work
+    threshold = args.threshold
     experiment = pipeline.Experiment(args.dataset, args.exp, seed=args.seed, settings=args.settings)
     with experiment.locked("make relabel"):
         experiment.check_lmdbs()   # a whole build, or a one-line refusal naming make lmdb

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Write report.md and report.png (test accuracy per stage, mean ± std over seeds) for a dataset."""
+"""Write report.md and report.png (test accuracy per stage over seeds, 95% intervals, paired
+differences against noisy as truth; the noise-type net beside its majority-type rate)."""
 import argparse
 
 from noisy_label import cli, datasets, paths

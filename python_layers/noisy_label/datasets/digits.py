@@ -26,13 +26,20 @@ class Digits(SyntheticDataset):
     # The clean, baseline and joint stages at one learning rate (the mixed set must move
     # the net for the noisy labels to matter at all); the noise-type net fine-tuned at a
     # tenth of it with a drop at 2/3, the shape of CIFAR-10's (0.0001, step 1000 of 1500):
-    # its trained head starts the joint net's, so it must not overfit the 80 pairs.
+    # its trained head starts the joint net's, so it must not overfit the 80 pairs. With
+    # synthetic noise the type depends on the class only and p(z = 0 | y) = 1 - level for
+    # every class, so nothing beats the training pairs' most common type by much; at the
+    # stock weight decay (0.0005) the net learnt the chance type mix of 8 pairs a class and
+    # scored below that majority rate on held-out pairs. Weight decay 0.5, the smallest of
+    # 0.0005 / 0.05 / 0.1 / 0.5 / 2 / 10 that reached the majority rate on the held-out pairs
+    # of seeds 7-12 (never the demo's seeds, never the test set; docs/recipe.md), shrinks the
+    # class-dependent part away: the head learns the type prior.
     schedules = {"clean": dict(base_lr=0.01, stepsize=800, max_iter=1000, test_interval=100,
                                snapshot=250),
                  "noisy_gt_ft_clean": dict(base_lr=0.01, stepsize=800, max_iter=1000,
                                            test_interval=100, snapshot=250),
                  "ntype": dict(base_lr=0.001, stepsize=333, max_iter=500, test_interval=100,
-                               snapshot=100),
+                               snapshot=100, weight_decay=0.5),
                  "noisy_label_loss": dict(base_lr=0.01, stepsize=800, max_iter=1000,
                                           test_interval=100, snapshot=250),
                  # Fine-tuned on the relabelled mixed set as the baseline on the noisy one.

@@ -15,6 +15,15 @@ trained C comes with the weights) runs over `mixed_train_images` with stock pyca
 
 corrected_label = argmax_y p(y | ỹ, x) for a noisy-labelled record, its clean label where it
 has one; p_label_correct = p(y = ỹ | ỹ, x); flagged = p_label_correct < threshold.
+
+The threshold (THRESHOLD=auto|<p>|precision:<p>): a number is used as given; `auto` (the
+default) maximises the flags' F1 and `precision:<p>` takes the largest threshold whose flag
+precision is at least p, both on the held-out pairs: the images with a clean and a noisy label
+that no net and no C was trained on (cifar10, digits: the noise-type test pairs, whose labels
+make lmdb writes aligned with ntype_test). Never on the truth of the mixed set nor the test
+set. The summary gives the precision and recall the held-out pairs predict beside what the
+truth then shows. Where a dataset has no such pairs (Clothing1M), auto falls back to 0.5 and
+says so.
 """
 import csv
 import io
@@ -32,22 +41,131 @@ from noisy_label.experiments import caffe_log, nets, stages
 from noisy_label.experiments.towers import TEST, TOWERS, add_layer
 from noisy_label.io import atomic, imageset, lmdb_io
 
+DEFAULT_THRESHOLD = "auto"
+FALLBACK_THRESHOLD = 0.5
 
-def check_threshold(threshold: float) -> float:
-    """`threshold` as a float in [0, 1]; ValueError naming it otherwise (NaN included)."""
-    value = float(threshold)
+
+def _bad_threshold(text) -> ValueError:
+    return ValueError("THRESHOLD must be auto, a number in [0, 1] or precision:<p> with p in "
+                      "(0, 1], got %r" % (text,))
+
+
+def check_threshold(threshold) -> float:
+    """`threshold` as a float in [0, 1]; ValueError naming THRESHOLD otherwise (NaN included)."""
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        raise _bad_threshold(threshold)
     if not 0.0 <= value <= 1.0:
-        raise ValueError("THRESHOLD must be in [0, 1], got %r" % (threshold,))
+        raise _bad_threshold(threshold)
     return value
 
 
-def posterior_net(ds, files):
-    """The TEST-phase net over the mixed set: both towers and NoisyLabelPosterior (tops: q and
-    p(y|ỹ,x)), named as in the joint net so that its caffemodel (C included) loads by name."""
+def parse_threshold(text) -> tuple:
+    """("auto", None) | ("fixed", p) | ("precision", p) of THRESHOLD=auto|<p>|precision:<p>;
+    ValueError in one line naming THRESHOLD otherwise."""
+    text = str(text).strip()
+    if text == "auto":
+        return "auto", None
+    if text.startswith("precision:"):
+        try:
+            value = check_threshold(text.split(":", 1)[1])
+        except ValueError:
+            raise _bad_threshold(text)
+        if value == 0.0:
+            raise _bad_threshold(text)
+        return "precision", value
+    return "fixed", check_threshold(text)
+
+
+def flag_scores(p_correct: np.ndarray, wrong: np.ndarray, threshold: float) -> dict:
+    """Precision, recall and F1 of flagging p_correct < threshold where `wrong` is the truth.
+
+    Parameters
+    ----------
+    p_correct : numpy.ndarray, shape (n,)
+        p(y = ỹ | ỹ, x) of labelled pairs.
+    wrong : numpy.ndarray of bool, shape (n,)
+        Whether each noisy label differs from the pair's clean label.
+    threshold : float
+
+    Returns
+    -------
+    dict
+        {"flagged", "wrong", "precision", "recall", "f1"}: precision NaN when nothing is
+        flagged, recall NaN when nothing is wrong (F1 then 1 if nothing is flagged, else 0).
+    """
+    flagged = np.asarray(p_correct) < threshold
+    wrong = np.asarray(wrong, bool)
+    hit = int((flagged & wrong).sum())
+    precision = hit / flagged.sum() if flagged.any() else float("nan")
+    recall = hit / wrong.sum() if wrong.any() else float("nan")
+    if wrong.any():
+        f1 = 2 * precision * recall / (precision + recall) if hit else 0.0
+    else:                       # nothing to find: flagging nothing is right, anything else not
+        f1 = 0.0 if flagged.any() else 1.0
+    return {"flagged": int(flagged.sum()), "wrong": int(wrong.sum()),
+            "precision": float(precision), "recall": float(recall), "f1": float(f1)}
+
+
+def candidate_thresholds(p_correct: np.ndarray) -> np.ndarray:
+    """Every distinct way of flagging p_correct (n,) by a threshold in [0, 1]: 0 (nothing),
+    the midpoints between consecutive distinct values, and one above the largest (up to 1)."""
+    values = np.unique(np.asarray(p_correct, np.float64))
+    top = (values[-1] + 1.0) / 2 if values[-1] < 1.0 else 1.0
+    return np.concatenate([[0.0], (values[:-1] + values[1:]) / 2, [top]])
+
+
+def choose_threshold(p_correct: np.ndarray, wrong: np.ndarray, rule: str = "f1",
+                     precision: Optional[float] = None) -> dict:
+    """The flag threshold chosen on labelled pairs that were not trained on.
+
+    Parameters
+    ----------
+    p_correct : numpy.ndarray, shape (n,)
+        p(y = ỹ | ỹ, x) of the held-out pairs.
+    wrong : numpy.ndarray of bool, shape (n,)
+        Their noisy label differs from their clean label.
+    rule : {"f1", "precision"}
+        f1: the threshold of the highest F1 (on a tie the one nearest 0.5); precision: the
+        largest threshold whose precision is at least `precision` (the most recall at that
+        precision); if none reaches it, the one of the highest precision.
+
+    Returns
+    -------
+    dict
+        {"threshold", "rule", "pairs", plus flag_scores at that threshold: what the held-out
+        pairs predict for the flags}.
+    """
+    p_correct = np.asarray(p_correct, np.float64)
+    wrong = np.asarray(wrong, bool)
+    if p_correct.shape != wrong.shape or p_correct.size == 0:
+        raise ValueError("choose_threshold: need as many pairs as labels, and at least one")
+    candidates = candidate_thresholds(p_correct)
+    rows = [flag_scores(p_correct, wrong, t) for t in candidates]
+    if rule == "f1":
+        f1 = np.nan_to_num(np.array([r["f1"] for r in rows]), nan=-1.0)
+        best = np.flatnonzero(f1 == f1.max())
+        pick = best[np.argmin(np.abs(candidates[best] - 0.5))]
+    elif rule == "precision":
+        prec = np.nan_to_num(np.array([r["precision"] for r in rows]), nan=-1.0)
+        reached = np.flatnonzero(prec >= precision)
+        pick = reached[-1] if reached.size else int(np.argmax(prec))
+    else:
+        raise ValueError("choose_threshold: unknown rule %r" % rule)
+    return dict(rows[pick], threshold=float(candidates[pick]), rule=rule, pairs=int(p_correct.size))
+
+
+def posterior_net(ds, files, images: str = paths.MIXED_IMAGES, labels=None):
+    """The TEST-phase net over the mixed set (or another image LMDB `images` with its aligned
+    label LMDBs labels = {"clean": db, "noisy": db}): both towers and NoisyLabelPosterior
+    (tops: q and p(y|ỹ,x)), named as in the joint net so that its caffemodel (C included)
+    loads by name."""
+    labels = labels or paths.MIXED_LABELS
     net = nets._net("%s_relabel" % ds.name)
-    nets._data(net, ds, files, "data", ["data"], paths.MIXED_IMAGES, TEST, ds.test_batch)
+    nets._data(net, ds, files, "data", ["data"], images, TEST, ds.test_batch)
     for kind in ("clean", "noisy"):
-        nets._data(net, ds, files, "label_" + kind, ["label_" + kind], paths.MIXED_LABELS[kind],
+        nets._data(net, ds, files, "label_" + kind, ["label_" + kind], labels[kind],
                    TEST, ds.test_batch, transform=False)
     tower = TOWERS[ds.tower]
     clean_logits, _ = tower(net, "data", ds.num_classes, suffix="_clean", bias_decay=ds.bias_decay)
@@ -129,9 +247,10 @@ def run_net(net_file: str, weights: str, count: int, blobs, gpu: Optional[int] =
     return {blob: np.concatenate(rows)[:count] for blob, rows in parts.items()}
 
 
-def run_posterior(net_file: str, weights: str, count: int, gpu: Optional[int] = None):
+def run_posterior(net_file: str, weights: str, count: int, gpu: Optional[int] = None,
+                  desc: str = "relabel"):
     """(p(y|ỹ,x) (M, N), noisy labels (M,), clean labels (M,)) of the mixed set's records."""
-    out = run_net(net_file, weights, count, ("p_label", "label_noisy", "label_clean"), gpu)
+    out = run_net(net_file, weights, count, ("p_label", "label_noisy", "label_clean"), gpu, desc)
     noisy = np.rint(out["label_noisy"][:, 0]).astype(np.int64)
     clean = np.rint(out["label_clean"][:, 0]).astype(np.int64)
     return out["p_label"], noisy, clean
@@ -160,11 +279,52 @@ def clean_model_probabilities(experiment, gpu: Optional[int] = None) -> np.ndarr
     return run_net(net_file, experiment.final("clean"), count, ("prob",), gpu, "clean p(y|x)")["prob"]
 
 
-def relabel(experiment, threshold: float = 0.5, gpu: Optional[int] = None) -> dict:
+def held_out_posterior(experiment, weights: str, gpu: Optional[int] = None):
+    """(p(y = ỹ | ỹ, x) (h,), wrong (h,) bool) of the held-out pairs under the joint model
+    `weights`, or None where the dataset's LMDBs have no held-out pair labels."""
+    from noisy_label.datasets.synthetic import HELD_OUT_LABELS
+    name, exp = experiment.name, experiment.exp
+    if not all(os.path.isdir(paths.lmdb_path(name, db, exp)) for db in
+               [paths.NTYPE_TEST] + list(HELD_OUT_LABELS.values())):
+        return None
+    out_dir = os.path.join(paths.db_dir(name, exp), paths.RELABEL)
+    net_file = os.path.join(out_dir, "posterior_held_out.prototxt")
+    atomic.write_text(net_file, text_format.MessageToString(posterior_net(
+        datasets.get_dataset(name), nets.Files(name, exp), paths.NTYPE_TEST, HELD_OUT_LABELS)))
+    count = lmdb_io.count(paths.lmdb_path(name, paths.NTYPE_TEST, exp))
+    p_label, noisy, clean = run_posterior(net_file, weights, count, gpu, "held-out pairs")
+    return p_label[np.arange(count), noisy], noisy != clean
+
+
+def resolve_threshold(spec, held_out) -> dict:
+    """{"threshold", "rule", and where chosen on held-out pairs what they predict} from a
+    parse_threshold spec and held_out_posterior's result (None: no held-out pairs)."""
+    kind, value = spec
+    if kind == "fixed":
+        out = {"threshold": value, "rule": "given"}
+        if held_out is not None:
+            out["held_out"] = dict(flag_scores(held_out[0], held_out[1], value),
+                                   pairs=int(held_out[0].size))
+        return out
+    if held_out is None:
+        return {"threshold": FALLBACK_THRESHOLD, "rule": "fallback",
+                "note": "no held-out pairs in this dataset's LMDBs: THRESHOLD=%s falls back to "
+                        "%.2f" % ("auto" if kind == "auto" else "precision:%g" % value,
+                                  FALLBACK_THRESHOLD)}
+    chosen = choose_threshold(held_out[0], held_out[1], "f1" if kind == "auto" else "precision",
+                              value)
+    return {"threshold": chosen["threshold"],
+            "rule": "F1" if kind == "auto" else "precision >= %g" % value,
+            "held_out": {k: chosen[k] for k in ("pairs", "wrong", "flagged", "precision",
+                                                 "recall", "f1")}}
+
+
+def relabel(experiment, threshold=DEFAULT_THRESHOLD, gpu: Optional[int] = None) -> dict:
     """Run the final joint model of `experiment` (a pipeline.Experiment) over the mixed set and
-    write the outputs of the module docstring; return the summary."""
+    write the outputs of the module docstring; return the summary. threshold: a number, or
+    THRESHOLD's text (auto, <p>, precision:<p>)."""
     from noisy_label.experiments.caffe_run import StageError
-    threshold = check_threshold(threshold)
+    spec = parse_threshold(threshold)
     name, exp = experiment.name, experiment.exp
     db_dir = paths.db_dir(name, exp)
     images = paths.lmdb_path(name, paths.MIXED_IMAGES, exp)
@@ -183,13 +343,15 @@ def relabel(experiment, threshold: float = 0.5, gpu: Optional[int] = None) -> di
     atomic.write_text(net_file, text_format.MessageToString(
         posterior_net(ds, nets.Files(name, exp))))
     count = lmdb_io.count(images)
+    choice = resolve_threshold(spec, held_out_posterior(experiment, weights, gpu))
+    threshold = choice["threshold"]
     p_label, noisy, clean = run_posterior(net_file, weights, count, gpu)
     corrected, p_correct, flagged = corrected_labels(p_label, noisy, clean, threshold)
     keys = [key for key, _ in lmdb_io.read_datums(paths.lmdb_path(name, paths.MIXED_LABELS["noisy"],
                                                                    exp))]
     summary = write_outputs(out_dir, name, images, keys, noisy, corrected, p_correct, flagged)
     truth_file = os.path.join(db_dir, paths.TRUE_LABELS + ".txt")
-    summary.update(threshold=threshold, weights=weights, records=count, out_dir=out_dir)
+    summary.update(choice, weights=weights, records=count, out_dir=out_dir)
     if os.path.exists(truth_file):
         truth = imageset.read_label_list(truth_file)
         if len(truth) != count:
@@ -256,18 +418,30 @@ def _plot_table(table, path, name):
 
 def format_summary(summary: dict) -> str:
     """The printed summary."""
-    lines = ["relabelled %d records (%d with a noisy label, %d with a clean one); threshold %.2f"
-             % (summary["records"], summary["noisy_labelled"], summary["clean_labelled"],
-                summary["threshold"]),
-             "  labels changed: %d; flagged as wrong: %d" % (summary["changed"],
-                                                            summary["flagged"]),
-             "  flagged share per noisy class: " + " ".join(
-                 "%s:%.2f" % kv for kv in sorted(summary["flagged_share_per_noisy_class"].items()))]
+    rule = summary.get("rule", "given")
+    how = {"given": "as given", "fallback": "fallback"}.get(rule, "chosen on the held-out "
+                                                                  "pairs by " + rule)
+    lines = ["relabelled %d records (%d with a noisy label, %d with a clean one); threshold %.4f "
+             "(%s)" % (summary["records"], summary["noisy_labelled"], summary["clean_labelled"],
+                       summary["threshold"], how)]
+    if summary.get("note"):
+        lines.append("  " + summary["note"])
+    held = summary.get("held_out")
+    if held:
+        lines.append("  held-out pairs (%d, %d with a wrong noisy label; not trained on) predict: "
+                     "flags precision %.4f, recall %.4f, F1 %.4f"
+                     % (held["pairs"], held["wrong"], held["precision"], held["recall"],
+                        held["f1"]))
+    lines += [
+              "  labels changed: %d; flagged as wrong: %d" % (summary["changed"],
+                                                             summary["flagged"]),
+              "  flagged share per noisy class: " + " ".join(
+                  "%s:%.2f" % kv for kv in sorted(summary["flagged_share_per_noisy_class"].items()))]
     truth = summary.get("against_truth")
     if truth:
-        lines.append("  against the truth (%d noisy-labelled records, %d wrong): accuracy of the "
-                     "noisy labels %.4f, of the corrected labels %.4f; flags: precision %.4f, "
-                     "recall %.4f, F1 %.4f" % (
+        lines.append("  against the truth (%d noisy-labelled records, %d wrong; for scoring "
+                     "only): accuracy of the noisy labels %.4f, of the corrected labels %.4f; "
+                     "flags: precision %.4f, recall %.4f, F1 %.4f" % (
                          truth["noisy_labelled"], truth["noisy_label_errors"],
                          truth["accuracy_noisy"], truth["accuracy_corrected"],
                          truth["flag_precision"], truth["flag_recall"], truth["flag_f1"]))

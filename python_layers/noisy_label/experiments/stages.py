@@ -58,18 +58,21 @@ class Stage(object):
     figures: Dataset.reference_accuracy). reads: files in db_dir that its data comes from
     besides the LMDBs (make relabel's list, a matrix Q): their content is part of what it was
     trained from. schedule: the Dataset.schedules entry it trains with (default: its name).
-    compare: trained by `make compare` only, not by `make train`.
+    compare: trained by `make compare` only, not by `make train`. solver_fields: solver fields
+    of this stage alone, over its schedule (SET still overrides them).
     """
 
     def __init__(self, name: str, kind: str = "train", net: Optional[str] = None, build=None,
                  start: Optional[Tuple[str, str]] = None, tests: str = "val_lmdb",
                  prefix: Optional[str] = None, role: Optional[str] = None,
                  of: Optional[str] = None, into: Optional[str] = None, reads=(),
-                 schedule: Optional[str] = None, compare: bool = False):
+                 schedule: Optional[str] = None, compare: bool = False,
+                 solver_fields: Optional[dict] = None):
         self.name, self.kind, self.net, self.build, self.start = name, kind, net, build, start
         self.tests, self.prefix, self.role, self.reads = tests, prefix or name, role, reads
         self.of, self.into = of, into    # test: the stage tested; init: the joint stage
         self.schedule, self.compare = schedule or name, compare
+        self.solver_fields = dict(solver_fields or {})
 
     @property
     def label(self) -> str:
@@ -143,12 +146,12 @@ def _compare(schedule: str, oracle: bool):
     """The other noise-robust losses on the mixed set's noisy labels (docs/model.md#other-
     noise-robust-losses), each beside the clean loss on its clean labels, fine-tuned from the
     clean net with `schedule`; oracle: also forward correction with the true Q."""
-    def method(name, layer, role, matrix_q=None, **params):
+    def method(name, layer, role, matrix_q=None, solver_fields=None, **params):
         build = functools.partial(nets.robust_loss_net, name=name, layer=layer, params=params,
                                   matrix_q=matrix_q)
         return Stage(name, net=name + "_trainval", build=build, start=("weights", "clean"),
                      role=role, reads=(matrix_q + ".binaryproto",) if matrix_q else (),
-                     schedule=schedule, compare=True)
+                     schedule=schedule, compare=True, solver_fields=solver_fields)
     # β as Reed et al. found best for each: 0.95 soft, 0.8 hard.
     table = [method("bootstrap_soft", "BootstrappingSoftmaxLoss", "bootstrap_soft",
                     beta=0.95, mode="soft"),
@@ -159,8 +162,13 @@ def _compare(schedule: str, oracle: bool):
     if oracle:
         table.append(method("forward_corrected_true_q", "ForwardCorrectedSoftmaxLoss",
                             "forward_oracle", matrix_q=paths.TRUE_MATRIX_Q))
+    # Backward correction's loss is unbounded below wherever (Qᵀ)⁻¹ is negative: unclipped, the
+    # logits overflowed to NaN on digits (seed 1), and NaN through max pooling makes Caffe write
+    # out of bounds (a crash at exit). Its gradients are clipped (L2 norm 10) so that it trains
+    # to the end; it still ends near chance there.
     table.append(method("backward_corrected", "BackwardCorrectedSoftmaxLoss", "backward",
-                        matrix_q=paths.ESTIMATED_MATRIX_Q))
+                        matrix_q=paths.ESTIMATED_MATRIX_Q,
+                        solver_fields={"clip_gradients": 10.0}))
     return table
 
 
@@ -259,9 +267,11 @@ def experiment(name: str, exp: Optional[str] = None, seed: int = 1,
         if s.net:
             out[s.net + ".prototxt"] = s.build(ds, files)
         if s.kind == "train":
+            own = {"%s.%s" % (s.name, k): v for k, v in s.solver_fields.items()}
             out[s.solver_file()] = nets.solver(
                 ds, files, s.name, os.path.join(out_dir, s.net + ".prototxt"),
-                getattr(ds, s.tests), s.prefix, seed, settings, schedule=s.schedule)
+                getattr(ds, s.tests), s.prefix, seed, dict(own, **settings),
+                schedule=s.schedule)
     return out_dir, out
 
 
