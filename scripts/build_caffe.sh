@@ -374,10 +374,15 @@ fetch_debian_source() {
     (cd "$work/download" && apt-get "${apt_opts[@]}" -qq source --download-only \
       "$debian_package=$debian_version" >&2) || return 1
   fi
-  tar -xf "$work/download/${debian_package}_"*.orig.tar.* -C "$dest"
-  tar -xf "$work/download/${debian_package}_${debian_version}.debian.tar."* -C "$dest"
-  # Debian's build patches, in series order.
-  local p
+  unpack_debian_source "$work/download" "$dest"
+}
+
+# The source package's tarballs in download_dir unpacked into dest, Debian's build patches
+# applied in series order (caffe_bundle.sh makes the bundle's source the same way).
+unpack_debian_source() {
+  local download=$1 dest=$2 p
+  tar -xf "$download/${debian_package}_"*.orig.tar.* -C "$dest"
+  tar -xf "$download/${debian_package}_${debian_version}.debian.tar."* -C "$dest"
   while read -r p; do
     case "$p" in ''|'#'*) continue ;; esac
     patch -d "$dest" -p1 -s < "$dest/debian/patches/$p" || die "Debian patch $p did not apply"

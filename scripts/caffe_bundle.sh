@@ -190,13 +190,7 @@ gather_caffe_source() {
   dl=$(debian_source_files "$debian_package" "$debian_version" "$debian_suite")
   src="$work/caffe-$debian_version"
   mkdir -p "$src" "$dir/src"
-  tar -xf "$dl/${debian_package}_"*.orig.tar.* -C "$src"
-  tar -xf "$dl/${debian_package}_${debian_version}.debian.tar."* -C "$src"
-  local p
-  while read -r p; do
-    case "$p" in ''|'#'*) continue ;; esac
-    patch -d "$src" -p1 -s < "$src/debian/patches/$p" || die "Debian patch $p did not apply"
-  done < "$src/debian/patches/series"
+  unpack_debian_source "$dl" "$src"
   # Only what the build reads: no notebooks, images, models, data, docs or MATLAB (their
   # CMakeLists.txt stay, CMake adds those dirs); about 4 MB less.
   (cd "$src" && rm -rf data models debian \
