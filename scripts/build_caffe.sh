@@ -356,25 +356,32 @@ debian_mirror() {
   } | tr ' ' '\n' | grep -E '/debian/?$' | grep -v security | head -n1
 }
 
-# Fetch and unpack Debian's caffe source into $1, with apt's tools and a private source list.
+# Fetch and unpack Debian's caffe source into $1.
 fetch_debian_source() {
-  local dest=$1 mirror work
+  local dest=$1 work="$cache_root/debian-source"
+  download_debian_source "$debian_package" "$debian_version" "$debian_suite" "$work" || return 1
+  unpack_debian_source "$work/download" "$dest"
+}
+
+# Debian's source package=version from suite into work/download (kept there for the next
+# time), with apt's tools and a private source list (the system's apt sources are left
+# alone). Exit status 2: no Debian mirror in apt's configuration; 3: apt-get update failed;
+# 1: the download failed.
+download_debian_source() {
+  local package=$1 version=$2 suite=$3 work=$4 mirror
+  ls "$work/download/${package}_${version%%-*}"*.orig.tar.* >/dev/null 2>&1 && return 0
   mirror=$(debian_mirror) || true
-  [ -n "$mirror" ] || return 1
-  work="$cache_root/debian-source"
+  [ -n "$mirror" ] || return 2
   mkdir -p "$work/lists/partial" "$work/cache/archives/partial" "$work/download"
-  echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $debian_suite main" \
+  echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $suite main" \
     > "$work/sources.list"
   local apt_opts=(-o "Dir::Etc::SourceList=$work/sources.list" -o Dir::Etc::SourceParts=/dev/null
                   -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache"
                   -o APT::Sandbox::User=root)
-  if ! ls "$work/download/${debian_package}_"*.orig.tar.* >/dev/null 2>&1; then
-    say "fetching Debian source $debian_package=$debian_version from $mirror ($debian_suite)"
-    apt-get "${apt_opts[@]}" -qq update >&2 || return 1
-    (cd "$work/download" && apt-get "${apt_opts[@]}" -qq source --download-only \
-      "$debian_package=$debian_version" >&2) || return 1
-  fi
-  unpack_debian_source "$work/download" "$dest"
+  say "fetching Debian source $package=$version from $mirror ($suite)"
+  apt-get "${apt_opts[@]}" -qq update >&2 || return 3
+  (cd "$work/download" && apt-get "${apt_opts[@]}" -qq source --download-only \
+    "$package=$version" >&2) || return 1
 }
 
 # The source package's tarballs in download_dir unpacked into dest, Debian's build patches

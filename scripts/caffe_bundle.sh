@@ -162,24 +162,14 @@ gather_debs() {
   echo "$lib_v"
 }
 
-# Debian source tarballs of package=version (suite) into the cache's debian-source/download.
+# Debian source tarballs of package=version (suite) into the cache's debian-source-<suite>/download
+# (build_caffe.sh's download_debian_source); that directory is printed.
 debian_source_files() {
-  local package=$1 version=$2 suite=$3 mirror work
-  work="$cache_root/debian-source-$suite"
-  if ! ls "$work/download/${package}_${version%%-*}"*.orig.tar.* >/dev/null 2>&1; then
-    mirror=$(debian_mirror) || true
-    [ -n "$mirror" ] || die "no Debian mirror in apt's configuration for the $package source"
-    mkdir -p "$work/lists/partial" "$work/cache/archives/partial" "$work/download"
-    echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $suite main" \
-      > "$work/sources.list"
-    local apt_opts=(-o "Dir::Etc::SourceList=$work/sources.list" -o Dir::Etc::SourceParts=/dev/null
-                    -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache"
-                    -o APT::Sandbox::User=root)
-    say "fetching the Debian source $package=$version ($suite)"
-    apt-get "${apt_opts[@]}" -qq update >&2 || die "apt-get update (deb-src $suite) failed"
-    (cd "$work/download" && apt-get "${apt_opts[@]}" -qq source --download-only \
-      "$package=$version" >&2) || die "could not download the source $package=$version"
-  fi
+  local package=$1 version=$2 suite=$3 work="$cache_root/debian-source-$3" status=0
+  download_debian_source "$package" "$version" "$suite" "$work" || status=$?
+  [ "$status" -ne 2 ] || die "no Debian mirror in apt's configuration for the $package source"
+  [ "$status" -ne 3 ] || die "apt-get update (deb-src $suite) failed"
+  [ "$status" -eq 0 ] || die "could not download the source $package=$version"
   echo "$work/download"
 }
 
