@@ -239,12 +239,19 @@ def write_outputs(db_dir: str, outputs, signature, force: bool = False) -> List[
 def load_manifest(db_dir: str) -> dict:
     """The manifest of db_dir in its current format ({"format", "groups"} at least); one of an
     older version of the tools counts as empty (its outputs are rebuilt)."""
+    manifest = _current_manifest(db_dir)
+    if manifest is None:
+        print("  %s is from an older version of the tools: rebuilding what it lists"
+              % os.path.join(db_dir, paths.MANIFEST))
+    return manifest or {"format": MANIFEST_FORMAT, "groups": {}}
+
+
+def _current_manifest(db_dir: str) -> Optional[dict]:
+    """db_dir's manifest: {} when there is none, None when an older version wrote it."""
     manifest = manifest_io.load(os.path.join(db_dir, paths.MANIFEST))
-    if manifest.get("format") != MANIFEST_FORMAT or not isinstance(manifest.get("groups"), dict):
-        if manifest:
-            print("  %s is from an older version of the tools: rebuilding what it lists"
-                  % os.path.join(db_dir, paths.MANIFEST))
-        return {"format": MANIFEST_FORMAT, "groups": {}}
+    if manifest and (manifest.get("format") != MANIFEST_FORMAT
+                     or not isinstance(manifest.get("groups"), dict)):
+        return None
     return manifest
 
 
@@ -280,8 +287,8 @@ def check_build(name: str, db_dir: str, seed: int = 1) -> dict:
     again = "make lmdb DATASET=%s%s" % (name, "" if int(seed) == 1 else " SEED=%d" % int(seed))
     if not os.path.isdir(db_dir):
         raise ValueError("no LMDBs in %s: run %s first" % (db_dir, again))
-    manifest = manifest_io.load(os.path.join(db_dir, paths.MANIFEST))
-    build = manifest.get("build") if manifest.get("format") == MANIFEST_FORMAT else None
+    manifest = _current_manifest(db_dir) or {}
+    build = manifest.get("build")
     if not build:
         raise ValueError("the LMDBs in %s are not one whole build (make lmdb was interrupted, "
                          "failed, is still running, or is from an older version): run %s"

@@ -7,7 +7,6 @@ Caffe's output goes to `<log_path>.tmp` and is renamed to `log_path` when the to
 run that ended early too: its log is what says why); a run killed so that the rename never
 happened leaves the `.tmp`, which the next run keeps as `<stage>.killed.log`.
 """
-import functools
 import math
 import os
 import re
@@ -34,15 +33,15 @@ class StageInterrupted(StageError, cli.Interrupted):
 
 def run(args: List[str], log_path: str, name: str, stage: str, total: Optional[int] = None,
         initial: int = 0, append: bool = False, on_snapshot: Optional[Callable[[], None]] = None,
-        failed_log: Optional[Callable[[], Optional[str]]] = None, cwd: str = paths.REPO_ROOT,
-        resolve: Optional[Callable[[str], str]] = None) -> str:
+        failed_log: Optional[Callable[[], Optional[str]]] = None,
+        cwd: str = paths.REPO_ROOT) -> str:
     """Run `caffe ARGS` from `cwd`, logging to `log_path` (appended to when `append`), with a
     progress bar of `total` iterations; return the log text.
 
     name, stage: the dataset and stage, as messages name them. on_snapshot: called once Caffe has
     written each snapshot. failed_log: called when the run fails; the path its log goes to
-    instead of `log_path` (None: log_path). resolve: a snapshot path Caffe logs -> its file
-    (default: relative to `cwd`).
+    instead of `log_path` (None: log_path). Caffe runs in `cwd`, where the snapshot paths it
+    logs are relative to.
     Ctrl-C / SIGTERM: Caffe snapshots and stops (its -sigint_effect), then StageInterrupted. A
     NaN or infinite loss kills it at once (no snapshot of a diverged net): StageError. A
     non-zero exit: StageError with the log's tail.
@@ -113,8 +112,7 @@ def run(args: List[str], log_path: str, name: str, stage: str, total: Optional[i
                          "(SET=%s.base_lr=...) (log: %s)" % (name, stage, iteration, loss, stage,
                                                              log_path))
     if interrupted:
-        snapshot = state["snapshot"] and (resolve or functools.partial(os.path.join, cwd))(
-            state["snapshot"])
+        snapshot = state["snapshot"] and os.path.join(cwd, state["snapshot"])
         where = ("Caffe saved %s; run the same command again to resume from it"
                  % os.path.relpath(snapshot) if snapshot and os.path.exists(snapshot)
                  else "no new snapshot: a re-run resumes from the newest one, if any")

@@ -319,7 +319,7 @@ class Experiment(object):
             return None
         return caffe_run.run(args, os.path.join(self.log_dir, stage + ".log"), self.name, stage,
                              total=total, initial=initial, append=append, on_snapshot=on_snapshot,
-                             failed_log=failed_log, resolve=self._abs)
+                             failed_log=failed_log)
 
 
 def fetch(url: str, path: str) -> None:
