@@ -10,6 +10,7 @@
 #                                make caffe CUDA=1 BUNDLE=dir PYTHON=... (README, CUDA builds)
 #   make rehearse-node [BUNDLE=dir]  that node build here, without network or those packages
 #   make lmdb DATASET=digits|cifar10|clothing1M   LMDBs, mean file, matrix C in $EXP/db/<dataset>
+#                                (DATASET=<yours>: $EXP/datasets/<yours>/dataset.yaml, or DATA_ROOT=dir)
 #   make train DATASET=digits|cifar10|clothing1M  the dataset's training stages (its stage table),
 #                                resumable; SEED=n SET="max_iter=2000" STAGE=s KEEP_SNAPSHOTS=k
 #   make relabel DATASET=...     corrected labels of the mixed set from the trained model
@@ -85,24 +86,29 @@ bench-gpu: venv
 	$(IN_VENV) python bench/bench_noisy_loss.py --net clothing1M --gpu && \
 		python bench/bench_robust_losses.py --gpu && python bench/bench_gpu.py
 
-# make lmdb DATASET=cifar10|clothing1M|digits [DATA_ROOT=dir] [SEED=n] [FORCE=1] [NOISE_LEVEL=0.5]
-#   [NUM_CLEAN=n] [JPEG_QUALITY=75] [RESIZE=256] [UPSAMPLE=1.0] [ENCODED=1] [SKIP_BAD=1]:
-#   LMDBs, mean, C in $(EXP)/db/
+# make lmdb DATASET=cifar10|clothing1M|digits|<yours> [DATA_ROOT=dir] [SEED=n] [FORCE=1]
+#   [ENCODED=1] [SKIP_BAD=1] [the dataset's options: NOISE_LEVEL=0.5 NUM_CLEAN=n JPEG_QUALITY=75
+#   (cifar10, digits), RESIZE=256 UPSAMPLE=1.0 (clothing1M), UPSAMPLE (yours)]: LMDBs, mean, C in
+#   $(EXP)/db/. <yours>: a folder with a dataset.yaml, in $(EXP)/datasets/<yours> or DATA_ROOT.
+#   Every other NAME=value on the command line goes to tools/make_lmdb.py as a dataset option
+#   (the dataset declares which it takes; one it does not take is an error, not ignored).
+OWN_VARIABLES := DATASET EXP DATA_ROOT SEED SEEDS FORCE ENCODED SKIP_BAD SET STAGE KEEP_SNAPSHOTS \
+	THRESHOLD PYTEST_ARGS DEMO_SEEDS BUNDLE CUDA PYTHON CAFFE_SRC DOCKER DOCKER_FLAGS IMAGE
+DATASET_OPTIONS = $(foreach v,$(filter-out $(OWN_VARIABLES),$(.VARIABLES)),\
+	$(if $(filter command line,$(origin $(v))),--option $(v)='$($(v))'))
 lmdb: venv
-	$(IN_VENV) python tools/make_lmdb.py $(DATASET) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) \
-		$(if $(SEED),--seed $(SEED)) $(if $(FORCE),--force) \
-		$(if $(NOISE_LEVEL),--noise-level $(NOISE_LEVEL)) $(if $(NUM_CLEAN),--num-clean $(NUM_CLEAN)) \
-		$(if $(JPEG_QUALITY),--jpeg-quality $(JPEG_QUALITY)) \
-		$(if $(RESIZE),--resize $(RESIZE)) $(if $(UPSAMPLE),--upsample $(UPSAMPLE)) \
-		$(if $(ENCODED),--encoded) $(if $(SKIP_BAD),--skip-bad)
+	$(VENV)/bin/python tools/make_lmdb.py $(DATASET) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) \
+		$(if $(SEED),--seed $(SEED)) $(if $(FORCE),--force) $(if $(ENCODED),--encoded) \
+		$(if $(SKIP_BAD),--skip-bad) $(DATASET_OPTIONS)
 
-# make train DATASET=cifar10|clothing1M|digits [SEED=n] [STAGE=name] [SET="key=value ..."]
-#   [KEEP_SNAPSHOTS=k]: tools/run_stages.py (scripts/<dataset>/train.sh does the same); finished
+# make train DATASET=cifar10|clothing1M|digits|<yours> [SEED=n] [STAGE=name] [SET="key=value ..."]
+#   [KEEP_SNAPSHOTS=k] [DATA_ROOT=dir]: tools/run_stages.py (scripts/<dataset>/train.sh does the same); finished
 #   stages are skipped, stopped ones
 #   resumed, stale ones retrained. SEED=n (n > 1) trains in $(EXP)/seeds/n, as make lmdb SEED=n.
 train: venv
 	$(VENV)/bin/python tools/run_stages.py $(DATASET) $(if $(SEED),--seed $(SEED)) $(if $(STAGE),--stage $(STAGE)) \
-		$(if $(SET),--set "$(SET)") $(if $(KEEP_SNAPSHOTS),--keep-snapshots $(KEEP_SNAPSHOTS))
+		$(if $(SET),--set "$(SET)") $(if $(KEEP_SNAPSHOTS),--keep-snapshots $(KEEP_SNAPSHOTS)) \
+		$(if $(DATA_ROOT),--data-root $(DATA_ROOT))
 
 # make relabel DATASET=... [THRESHOLD=auto|<p>|precision:<p>] [SEED=n] [SET=...]: after make
 #   train, the corrected labels of the mixed set and LMDBs of the cleaned set in
@@ -111,7 +117,8 @@ train: venv
 #   or the number given.
 relabel: venv
 	$(VENV)/bin/python tools/relabel.py $(DATASET) $(if $(SEED),--seed $(SEED)) \
-		$(if $(SET),--set "$(SET)") $(if $(THRESHOLD),--threshold $(THRESHOLD))
+		$(if $(SET),--set "$(SET)") $(if $(THRESHOLD),--threshold $(THRESHOLD)) \
+		$(if $(DATA_ROOT),--data-root $(DATA_ROOT))
 
 # make compare DATASET=... [SEEDS="1 2 3 4 5 6"] [SET=...] [KEEP_SNAPSHOTS=k] [DATA_ROOT=dir]: make
 #   train's stages and the other noise-robust losses (bootstrapping, forward / backward

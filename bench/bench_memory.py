@@ -20,23 +20,23 @@ import tempfile
 import machine
 import numpy as np
 
-from noisy_label import paths
+from noisy_label.datasets import key_lists
 
 MEASURE = r"""
 import resource, sys, time
 from noisy_label import datasets, paths
-from noisy_label.datasets import clothing1M
+from noisy_label.datasets import key_lists
 root = sys.argv[1]
 baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.time()
-files = {k: root + "/" + v for k, v in paths.CLOTHING1M_FILES.items() if k != "category_names"}
+files = {k: root + "/" + v for k, v in key_lists.LAYOUT.items()}
 clean_kv = datasets.read_label_kv(files["clean_kv"], 14)
 noisy_kv = datasets.read_label_kv(files["noisy_kv"], 14)
 lists = {k: datasets.read_key_list(files[k], clean_kv, files["clean_kv"])
          for k in ("clean_train", "clean_val", "clean_test")}
 lists["noisy_train"] = datasets.read_key_list(files["noisy_train"], noisy_kv, files["noisy_kv"])
-clothing1M.check_disjoint(lists, files)
-sets = clothing1M.clothing1m_label_sets(clean_kv, noisy_kv, lists, 14, 1.0, 1)
+key_lists.check_disjoint(lists, files)
+sets = key_lists.key_list_label_sets(clean_kv, noisy_kv, lists, 14, 1.0, 1)
 print(time.time() - start, baseline, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
@@ -52,7 +52,7 @@ def write_tree(root, num_keys, seed=0):
     clean_keys, noisy_keys = keys[:num_clean], keys[num_clean // 2:]
     true = rng.randint(0, 14, len(keys))
     noisy = np.where(rng.rand(len(keys)) < 0.4, rng.randint(0, 14, len(keys)), true)
-    files = paths.CLOTHING1M_FILES
+    files = key_lists.LAYOUT
 
     def write(name, lines):
         with open(os.path.join(root, files[name]), "w") as f:

@@ -11,6 +11,7 @@ from helpers import PYTHON, REPO, run_plain
 
 from noisy_label import paths
 from noisy_label.core import matrix_c
+from noisy_label.datasets import key_lists
 from noisy_label.experiments import caffe_log, compare, pipeline, report, stages
 
 pytestmark = [pytest.mark.caffe, pytest.mark.slow]
@@ -145,4 +146,4 @@ def test_a_seed_without_lmdbs_or_raw_data_is_one_line(tmp_path):
     assert proc.stdout.splitlines()[-2:] == [
         "no LMDBs for seed 2 yet: make lmdb DATASET=clothing1M SEED=2",
         "compare: DATA_ROOT=nowhere does not exist: put the Clothing1M tree there (%s, images/) "
-        "or pass DATA_ROOT=<its directory>" % ", ".join(sorted(paths.CLOTHING1M_FILES.values()))]
+        "or pass DATA_ROOT=<its directory>" % ", ".join(sorted(key_lists.LAYOUT.values()))]

@@ -12,7 +12,7 @@ from test_noise_and_matrix_c import reference_matrix_c
 
 from noisy_label import datasets, paths
 from noisy_label.datasets import cifar10 as cifar10_data
-from noisy_label.datasets import synthetic
+from noisy_label.datasets import key_lists, synthetic
 from noisy_label.io import blob_io, lmdb_io, mean
 
 pytestmark = pytest.mark.caffe
@@ -35,7 +35,7 @@ def labels_of(path):
 def write_cifar10(root, per_batch=60, num_test=100, seed=0):
     """CIFAR-10's python version: data_batch_1..5 and test_batch, pickled dicts of bytes keys."""
     rng = np.random.RandomState(seed)
-    directory = os.path.join(root, paths.CIFAR10_BATCHES)
+    directory = os.path.join(root, cifar10_data.CIFAR10_BATCHES)
     os.makedirs(directory)
     batches = {}
     for name, n in [("data_batch_%d" % i, per_batch) for i in range(1, 6)] + [("test_batch", num_test)]:
@@ -79,7 +79,7 @@ def write_clothing1m(root, seed=0):
              "clean_val": clean_keys[20:30] + clean_keys[50:55],     # 50..54: val, also noisy
              "clean_test": clean_keys[30:40] + clean_keys[55:60],    # 55..59: test, also noisy
              "noisy_train": noisy_keys[:90]}                          # 40..129, incl. val/test keys
-    files = paths.CLOTHING1M_FILES
+    files = dict(key_lists.LAYOUT, category_names=key_lists.CATEGORY_NAMES)
 
     def write(name, lines):
         with open(os.path.join(root, files[name]), "w") as f:
@@ -528,14 +528,14 @@ def test_skip_bad_skips_and_lists_and_keeps_the_mixed_set_aligned(tmp_path, clot
     ("clean_kv", 5, "too many fields here", r"clean_label_kv\.txt:5: expected `key label`"),
 ])
 def test_bad_clothing1m_files_are_named(tmp_path, clothing_raw, file_key, line, text, message):
-    edit_line(os.path.join(clothing_raw, paths.CLOTHING1M_FILES[file_key]), line, text)
+    edit_line(os.path.join(clothing_raw, key_lists.LAYOUT[file_key]), line, text)
     with pytest.raises(ValueError, match=message):
         build_clothing(tmp_path, clothing_raw)
     assert no_lmdb_written(tmp_path)
 
 
 def test_empty_set_is_refused_before_writing(tmp_path, clothing_raw):
-    open(os.path.join(clothing_raw, paths.CLOTHING1M_FILES["clean_test"]), "w").close()
+    open(os.path.join(clothing_raw, key_lists.LAYOUT["clean_test"]), "w").close()
     with pytest.raises(ValueError, match=r"clean_test would be empty"):
         build_clothing(tmp_path, clothing_raw)
     assert no_lmdb_written(tmp_path)
@@ -544,7 +544,7 @@ def test_empty_set_is_refused_before_writing(tmp_path, clothing_raw):
 def test_missing_data_root_and_files(tmp_path, clothing_raw):
     with pytest.raises(IOError, match=r"DATA_ROOT=.*nowhere does not exist: put the Clothing1M tree"):
         build_clothing(tmp_path, str(tmp_path / "nowhere"))
-    os.unlink(os.path.join(clothing_raw, paths.CLOTHING1M_FILES["noisy_kv"]))
+    os.unlink(os.path.join(clothing_raw, key_lists.LAYOUT["noisy_kv"]))
     with pytest.raises(IOError, match=r"No such file or directory: .*noisy_label_kv\.txt"):
         build_clothing(tmp_path, clothing_raw)
 
@@ -573,7 +573,7 @@ def test_cifar10_missing_and_corrupt_batches(tmp_path):
     assert not os.path.exists(str(tmp_path / "empty"))
     raw = str(tmp_path / "raw")
     write_cifar10(raw, per_batch=4, num_test=4)
-    batch = os.path.join(raw, paths.CIFAR10_BATCHES, "data_batch_2")
+    batch = os.path.join(raw, cifar10_data.CIFAR10_BATCHES, "data_batch_2")
     with open(batch, "r+b") as f:
         f.truncate(100)
     with pytest.raises(ValueError, match=r"data_batch_2 is not a CIFAR-10 python batch"):

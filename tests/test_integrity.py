@@ -19,7 +19,7 @@ from helpers import PYTHON, REPO, plain_env, run_plain
 
 from noisy_label import datasets, paths
 from noisy_label.datasets import cifar10 as cifar10_data
-from noisy_label.datasets import clothing1M as clothing1m_data
+from noisy_label.datasets import key_lists
 from noisy_label.experiments import caffe_log, pipeline, settings, snapshots
 from noisy_label.io import imageset, lmdb_io, lock, manifest, text_io
 
@@ -93,7 +93,7 @@ def write_batches(directory, payload=None):
 def test_a_cifar10_batch_that_would_run_code_is_refused(tmp_path):
     marker = str(tmp_path / "ran")
     raw = str(tmp_path / "raw")
-    write_batches(os.path.join(raw, paths.CIFAR10_BATCHES),
+    write_batches(os.path.join(raw, cifar10_data.CIFAR10_BATCHES),
                   {b"data": _RunsCode(marker), b"labels": [1, 2]})
     proc = run_plain([PYTHON, MAKE_LMDB, "cifar10", "--exp", str(tmp_path / "exp"), "--data-root",
                       raw], cwd=str(tmp_path))
@@ -108,7 +108,7 @@ def test_a_cifar10_batch_that_would_run_code_is_refused(tmp_path):
     ([1.0, 2.0], "float 1.0")])
 def test_cifar10_labels_that_are_not_ints_are_one_line(tmp_path, labels, shown):
     raw = str(tmp_path / "raw")
-    write_batches(os.path.join(raw, paths.CIFAR10_BATCHES),
+    write_batches(os.path.join(raw, cifar10_data.CIFAR10_BATCHES),
                   {b"data": np.zeros((2, 3072), np.uint8), b"labels": labels})
     with pytest.raises(ValueError) as error:
         cifar10_data.load_cifar10(raw)
@@ -118,10 +118,10 @@ def test_cifar10_labels_that_are_not_ints_are_one_line(tmp_path, labels, shown):
 def test_a_cifar10_download_is_checked_against_its_published_md5(tmp_path):
     """A tarball of the right layout but not the published file is refused, nothing kept."""
     source = str(tmp_path / "source")
-    write_batches(os.path.join(source, paths.CIFAR10_BATCHES))
+    write_batches(os.path.join(source, cifar10_data.CIFAR10_BATCHES))
     tarball = str(tmp_path / "cifar-10-python.tar.gz")
     with tarfile.open(tarball, "w:gz") as tar:
-        tar.add(os.path.join(source, paths.CIFAR10_BATCHES), paths.CIFAR10_BATCHES)
+        tar.add(os.path.join(source, cifar10_data.CIFAR10_BATCHES), cifar10_data.CIFAR10_BATCHES)
     data_root = str(tmp_path / "data")
     with pytest.raises(IOError, match=r"not CIFAR-10's published cifar-10-python\.tar\.gz "
                                       r"\(MD5 [0-9a-f]{32}, expected c58f30108f718f92721af3b95e74349a\)"):
@@ -394,7 +394,7 @@ def clothing_tree(tmp_path):
     for key in keys:
         os.makedirs(os.path.join(root, os.path.dirname(key)), exist_ok=True)
         cv2.imwrite(os.path.join(root, key), rng.randint(0, 255, (12, 12, 3)).astype(np.uint8))
-    files = paths.CLOTHING1M_FILES
+    files = key_lists.LAYOUT
     texts = {"clean_kv": "".join("%s %d\n" % (k, i % 14) for i, k in enumerate(keys[:12])),
              "noisy_kv": "".join("%s %d\n" % (k, (i + i % 2) % 14) for i, k in enumerate(keys[3:])),
              "clean_train": "".join(k + "\n" for k in keys[:6]),
@@ -416,7 +416,7 @@ def test_clothing1m_inputs_are_signed_by_content(clothing_tree, tmp_path, capsys
     build_clothing(clothing_tree, exp)
     capsys.readouterr()
     # A label edited to the same size with its mtime put back (cp -p, rsync -t).
-    kv = os.path.join(clothing_tree, paths.CLOTHING1M_FILES["clean_kv"])
+    kv = os.path.join(clothing_tree, key_lists.LAYOUT["clean_kv"])
     stat = os.stat(kv)
     text = open(kv).read()
     with open(kv, "w") as f:
@@ -437,7 +437,7 @@ def test_clothing1m_inputs_are_signed_by_content(clothing_tree, tmp_path, capsys
 
 
 def test_keys_in_two_clean_splits_are_a_leak(clothing_tree, tmp_path):
-    test_list = os.path.join(clothing_tree, paths.CLOTHING1M_FILES["clean_test"])
+    test_list = os.path.join(clothing_tree, key_lists.LAYOUT["clean_test"])
     with open(test_list, "a") as f:
         f.write("images/0/00.jpg\n")             # a clean_train key
     with pytest.raises(ValueError, match=r"key images/0/00\.jpg is in both .*clean_train_key_list"
@@ -448,7 +448,7 @@ def test_keys_in_two_clean_splits_are_a_leak(clothing_tree, tmp_path):
 @pytest.mark.parametrize("upsample", [float("inf"), 1e9, -1, float("nan")])
 def test_an_upsample_out_of_range_is_one_line(upsample):
     with pytest.raises(ValueError, match=r"UPSAMPLE=.*: it must be a number from 0 to 100"):
-        clothing1m_data.clothing1m_label_sets({"a": 0}, {}, {
+        key_lists.key_list_label_sets({"a": 0}, {}, {
             "clean_train": ["a"], "clean_val": [], "clean_test": [], "noisy_train": []}, 2, upsample, 1)
 
 

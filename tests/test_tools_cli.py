@@ -173,7 +173,8 @@ BAD_INPUTS = [
     ("make_lmdb", ["digits", "--seed", "-1"], "argument --seed: must be at least 0, got -1", 2),
     ("report", ["digits", "--seeds", "-1"], "argument --seeds: must be at least 0, got -1", 2),
     ("compare", ["digits", "--seeds", "0"], "argument --seeds: must be at least 1, got 0", 2),
-    ("compare", ["nosuch"], "argument dataset: invalid choice: 'nosuch'", 2),
+    ("compare", ["nosuch"], "compare: unknown dataset 'nosuch': not one of the built-in "
+     "cifar10, clothing1M, digits, and no dataset.yaml in", 1),
     ("compare", ["digits", "--exp", "noexp", "--report-only"], "compare: no final test accuracy "
      "for clean only (stage clean) at seed 1 in ", 1),
 ]

@@ -7,7 +7,7 @@ import pytest
 
 from noisy_label import datasets, paths
 from noisy_label.datasets.digits import load_digits
-from noisy_label.datasets.synthetic import SyntheticDataset
+from noisy_label.datasets.synthetic import SyntheticDataset, noise_options
 from noisy_label.experiments import pipeline, report, stages
 
 pytestmark = pytest.mark.caffe
@@ -17,7 +17,7 @@ class ToyDigits(SyntheticDataset):
     """The digits at another noise level, with a short schedule."""
     name = "toy_digits"
     num_classes = 10
-    options = {"noise_level": 0.3, "num_clean": 200}
+    options = noise_options(num_clean=200, noise_level=0.3)
     tower = "digits"
     transform = {"scale": 0.00390625}
     train_batch, test_batch = 50, 100

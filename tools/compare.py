@@ -22,15 +22,17 @@ from noisy_label.experiments import compare, pipeline  # noqa: E402
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("dataset", choices=datasets.names())
+    parser.add_argument("dataset", help="a built-in dataset (%s) or a folder's with a "
+                        "dataset.yaml" % ", ".join(datasets.builtin_names()))
     parser.add_argument("--exp", help="experiment root (default: $EXP or exp/)")
     # Six seeds: what fits in about 3 minutes for digits on 2 cores; the paired 95% interval of
     # two leading methods is then about ±1.5 points (README: a 1-point difference is not
     # detectable in that time).
     parser.add_argument("--seeds", type=cli.at_least(1), nargs="+", default=[1, 2, 3, 4, 5, 6],
                         help="seed roots, as make lmdb / make train SEED=n (default 1 2 3 4 5 6)")
-    parser.add_argument("--data-root", help="the raw data, for a seed without LMDBs (default: "
-                                              "<exp>/datasets/<dataset>)")
+    parser.add_argument("--data-root", help="the raw data (a user dataset's folder with its "
+                        "dataset.yaml), for a seed without LMDBs (default: "
+                        "<exp>/datasets/<dataset>)")
     parser.add_argument("--set", dest="settings", default="", help="as make train SET=...")
     parser.add_argument("--keep-snapshots", type=cli.at_least(0), default=None, metavar="K",
                         help="keep only the newest K intermediate snapshots of each stage")
@@ -39,6 +41,7 @@ def main():
                         help="train nothing: write the comparison from the logs there are")
     args = parser.parse_args()
     seeds = sorted(set(args.seeds))
+    datasets.find(args.dataset, args.exp, args.data_root, seeds[0])
     start = time.time()
     if not args.report_only:
         compare.run(args.dataset, args.exp, seeds, pipeline.gpu_choice(args.gpu), args.settings,

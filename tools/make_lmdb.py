@@ -3,19 +3,25 @@
 
     python tools/make_lmdb.py digits
     python tools/make_lmdb.py cifar10 --noise-level 0.3 --num-clean 10000
-    python tools/make_lmdb.py cifar10 --jpeg-quality 75      # the original's JPEG step too
+    python tools/make_lmdb.py cifar10 --option jpeg_quality=75    # as make's JPEG_QUALITY=75
     python tools/make_lmdb.py clothing1M --data-root /data/clothing1M --skip-bad
+    python tools/make_lmdb.py mine --data-root /data/mine         # a folder with a dataset.yaml
+
+Each dataset declares its own options (datasets.Option): `--help` after a dataset's name
+lists them.
 """
 import argparse
 
 from noisy_label import cli, datasets, paths
 
 
-def main():
+def parser_for(ds=None) -> argparse.ArgumentParser:
+    """The flags every dataset takes, plus the options of `ds` (None: of the built-in ones)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n".join(__doc__.splitlines()[1:]))
-    parser.add_argument("dataset", choices=datasets.names())
+    parser.add_argument("dataset", help="%s, or a folder's name with a dataset.yaml"
+                        % " | ".join(datasets.builtin_names()))
     parser.add_argument("--exp", default=None, help="experiment root (default: $EXP or exp/)")
     parser.add_argument("--data-root", default=None,
                         help="raw data (default: <exp>/datasets/<dataset>)")
@@ -23,31 +29,60 @@ def main():
                         help="seed of the noise, splits, shuffles; seed n > 1 writes to "
                              "<exp>/seeds/n, where make train SEED=n reads (default 1)")
     parser.add_argument("--force", action="store_true", help="rebuild outputs that are up to date")
-    parser.add_argument("--noise-level", type=float, default=None,
-                        help="cifar10/digits: synthetic noise level in [0, 1] (default 0.5)")
-    parser.add_argument("--num-clean", type=int, default=None,
-                        help="cifar10/digits: training images that keep clean labels "
-                             "(default 10000 / 100)")
-    parser.add_argument("--jpeg-quality", type=int, default=None,
-                        help="cifar10: pass the images through JPEG at this quality first, as "
-                             "the original release did (75); default: lossless")
-    parser.add_argument("--resize", type=cli.at_least(0), default=None,
-                        help="clothing1M: resize images to RESIZE x RESIZE (default 256; 0 keeps)")
-    parser.add_argument("--upsample", type=float, default=None,
-                        help="clothing1M: clean train keys per noisy key in the mixed set "
-                             "(default 1.0)")
     parser.add_argument("--encoded", action="store_true",
-                        help="store JPEG (clothing1M) / PNG (cifar10, digits) instead of raw pixels")
+                        help="store JPEG (key-list datasets) / PNG (cifar10, digits) instead of "
+                             "raw pixels")
     parser.add_argument("--skip-bad", action="store_true",
                         help="skip (and list) missing or corrupt images instead of stopping")
-    args = parser.parse_args()
+    parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                        help="a dataset option by name (how make passes NOISE_LEVEL=... on)")
+    group = parser.add_argument_group("options of " + (ds.name if ds else "the built-in datasets"))
+    seen = set()
+    for each in [ds] if ds else map(datasets.get_dataset, datasets.builtin_names()):
+        for option in each.options:
+            if option.name not in seen:
+                seen.add(option.name)
+                group.add_argument("--" + option.name.replace("_", "-"), dest=option.name,
+                                   default=None, help="%s%s%s" % (
+                                       option.help, "" if option.default is None
+                                       else " (default %s)" % option.default,
+                                       "" if ds else "; " + each.name))
+    return parser
+
+
+def dataset_options(ds, args) -> dict:
+    """{option: value} given by flag or --option NAME=VALUE, each read as its declared type."""
+    declared = {option.name: option for option in ds.options}
+    given = {name: getattr(args, name) for name in declared if getattr(args, name) is not None}
+    for item in args.option:
+        name, sep, value = item.partition("=")
+        name = name.strip().lower()
+        if not sep:
+            raise ValueError("--option %r: expected NAME=VALUE" % item)
+        if name not in declared:
+            raise ValueError("%s does not take %s (%s)" % (
+                ds.name, name.upper(), "it takes: " + ", ".join(sorted(
+                    n.upper() for n in declared)) if declared else "it takes no options"))
+        given[name] = value
+    return {name: declared[name].parse(value, ds.name) for name, value in given.items()}
+
+
+def main():
+    # The dataset first (a user's is found by its dataset.yaml), then its options.
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("dataset", nargs="?")
+    pre.add_argument("--exp")
+    pre.add_argument("--data-root")
+    pre.add_argument("--seed", type=int, default=1)
+    first, _ = pre.parse_known_args()
+    ds = datasets.find(first.dataset, first.exp, first.data_root, first.seed) \
+        if first.dataset else None
+    args = parser_for(ds).parse_args()
     # Seed n has its own root (paths.seed_root); the raw data is shared.
-    datasets.build(args.dataset, exp=paths.seed_root(args.exp, args.seed),
-                   data_root=args.data_root or paths.data_root(args.dataset, args.exp),
-                   seed=args.seed,
-                   force=args.force, encoded=args.encoded, skip_bad=args.skip_bad,
-                   noise_level=args.noise_level, num_clean=args.num_clean,
-                   jpeg_quality=args.jpeg_quality, resize=args.resize, upsample=args.upsample)
+    datasets.build(ds.name, exp=paths.seed_root(args.exp, args.seed),
+                   data_root=args.data_root or ds.data_root or paths.data_root(ds.name, args.exp),
+                   seed=args.seed, force=args.force, encoded=args.encoded, skip_bad=args.skip_bad,
+                   **dataset_options(ds, args))
 
 
 if __name__ == "__main__":

@@ -18,19 +18,24 @@ from noisy_label.experiments import pipeline, relabel  # noqa: E402
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("dataset", choices=datasets.names())
+    parser.add_argument("dataset", help="a built-in dataset (%s) or a folder's with a "
+                        "dataset.yaml" % ", ".join(datasets.builtin_names()))
     parser.add_argument("--exp", help="experiment root (default: $EXP or exp/)")
+    parser.add_argument("--data-root", help="a user dataset's folder (its dataset.yaml), when "
+                        "not <exp>/datasets/<dataset>")
     parser.add_argument("--seed", type=int, default=1, help="the seed root, as make train SEED=n")
     parser.add_argument("--set", dest="settings", default="", help="as make train SET=...")
-    parser.add_argument("--threshold", default=relabel.DEFAULT_THRESHOLD,
+    parser.add_argument("--threshold", default=None,
                         help="flag a noisy label when p(y = ỹ | ỹ, x) is below this: a number in "
                              "[0, 1]; auto (default): the best F1 on the held-out pairs; "
                              "precision:<p>: the largest threshold whose precision on the "
-                             "held-out pairs is at least p (no held-out pairs: 0.5)")
+                             "held-out pairs is at least p (no held-out pairs: 0.5); a "
+                             "dataset.yaml's `threshold` changes the default")
     parser.add_argument("--gpu", default="auto", help="GPU id, 'none', or 'auto' (default)")
     args = parser.parse_args()
-    relabel.parse_threshold(args.threshold)       # a bad THRESHOLD is one line, before any work
-    threshold = args.threshold
+    ds = datasets.find(args.dataset, args.exp, args.data_root, args.seed)
+    threshold = args.threshold or getattr(ds, "relabel_threshold", relabel.DEFAULT_THRESHOLD)
+    relabel.parse_threshold(threshold)       # a bad THRESHOLD is one line, before any work
     experiment = pipeline.Experiment(args.dataset, args.exp, seed=args.seed, settings=args.settings)
     with experiment.locked("make relabel"):
         experiment.check_lmdbs()   # a whole build, or a one-line refusal naming make lmdb

@@ -21,8 +21,11 @@ from noisy_label.experiments import pipeline  # noqa: E402
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("dataset", choices=datasets.names())
+    parser.add_argument("dataset", help="a built-in dataset (%s) or a folder's with a "
+                        "dataset.yaml" % ", ".join(datasets.builtin_names()))
     parser.add_argument("--exp", help="experiment root (default: $EXP or exp/)")
+    parser.add_argument("--data-root", help="a user dataset's folder (its dataset.yaml), when "
+                        "not <exp>/datasets/<dataset>")
     parser.add_argument("--stage", action="append", help="run only this stage (repeatable)")
     parser.add_argument("--seed", type=int, default=1,
                         help="the solvers' random_seed and the seed root: 1 is EXP itself, "
@@ -41,6 +44,7 @@ def main():
     if args.seed < 1:
         parser.error("--seed must be 1 or more")
     gpu = pipeline.gpu_choice(args.gpu)
+    datasets.find(args.dataset, args.exp, args.data_root, args.seed)
     pipeline.Experiment(args.dataset, args.exp, gpu=gpu, seed=args.seed, settings=args.settings,
                         keep_snapshots=args.keep_snapshots).run(args.stage)
 

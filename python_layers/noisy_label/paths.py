@@ -101,16 +101,6 @@ CORRECTED_LABELS = "mixed_train_label_corrected"   # in RELABEL: a label LMDB
 CORRECTED_TRAIN = "mixed_train_corrected"          # in RELABEL: images, corrected labels
 MANIFEST = "manifest.json"               # what each output was built from (re-runs skip it)
 
-# Where the raw data is read from, inside data_root(name) (or DATA_ROOT).
-CIFAR10_BATCHES = "cifar-10-batches-py"
-CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-CLOTHING1M_FILES = {
-    "clean_kv": "clean_label_kv.txt", "noisy_kv": "noisy_label_kv.txt",
-    "clean_train": "clean_train_key_list.txt", "clean_val": "clean_val_key_list.txt",
-    "clean_test": "clean_test_key_list.txt", "noisy_train": "noisy_train_key_list.txt",
-    "category_names": "category_names_eng.txt"}
-
-
 def lmdb_path(name: str, db: str, exp: Optional[str] = None) -> str:
     """An LMDB of dataset `name`, e.g. lmdb_path("cifar10", MIXED_IMAGES)."""
     return os.path.join(db_dir(name, exp), db)

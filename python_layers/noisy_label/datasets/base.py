@@ -1,9 +1,11 @@
 """`make lmdb DATASET=...`: the dataset objects and what they share.
 
-A dataset is one module (noisy_label.datasets.<name>) holding a `Dataset` subclass,
-registered by name, as py-faster-rcnn's imdb classes: its class count, `make lmdb` options,
-raw reader and label sets, and the shape of its experiments (tower, transform, batch sizes,
-schedules, which LMDB each net tests on, its stage table). `get_dataset(name)` finds it.
+A built-in dataset is one module (noisy_label.datasets.<name>) holding a `Dataset` subclass,
+registered by name, as py-faster-rcnn's imdb classes: its class count, `make lmdb` options
+(declared as `Option`s), raw reader and label sets, and the shape of its experiments (tower,
+transform, batch sizes, schedules, which LMDB each net tests on, its stage table). A user's
+dataset is a folder with a `dataset.yaml` (noisy_label.datasets.folder), registered when
+`find` first meets its name. `get_dataset(name)` gives a registered one.
 
 Outputs come in groups (an LMDB with its list file; the mixed set with its mean; matrix C),
 each recorded in `manifest.json` with what it was built from: a re-run skips a group that is
@@ -12,14 +14,15 @@ complete and built from the same inputs and options, unless `force`. The four mi
 same order, so four `Data` layers with one batch size stay aligned; a missing label is -1.
 """
 import collections
+import dataclasses
 import math
 import os
 import time
 import uuid
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from noisy_label import paths
-from noisy_label.core import matrix_c, noise
+from noisy_label.core import matrix_c
 from noisy_label.io import imageset, lmdb_io, lock, text_io
 from noisy_label.io import manifest as manifest_io
 
@@ -28,6 +31,9 @@ MANIFEST_FORMAT = 2   # of db_dir/manifest.json (write_outputs)
 # Outputs that score results (the truth), which no net trains on: adding or rebuilding them
 # leaves trained stages up to date.
 NOT_TRAINED_ON = (paths.TRUE_LABELS, paths.TRUE_MATRIX_Q, paths.ESTIMATED_MATRIX_Q)
+# Outputs that are not an LMDB with a `<db>.txt` list (make lmdb's summary counts the rest).
+NOT_LISTED = ("mixed", "dataset", paths.MATRIX_C, paths.TRUE_MATRIX_Q, paths.TRUE_LABELS,
+              paths.ESTIMATED_MATRIX_Q)
 MIXED_FILES = [paths.MIXED_IMAGES, paths.MIXED_IMAGES + ".txt"] + \
     [paths.MIXED_LABELS[f] + ext for f in LABEL_FIELDS for ext in ("", ".txt")]
 
@@ -44,15 +50,67 @@ class Output(object):
         self.inputs = inputs
 
 
+@dataclasses.dataclass(frozen=True)
+class Option(object):
+    """One `make lmdb` option of a dataset: NAME=value on make's command line, --name on
+    tools/make_lmdb.py's. type: int, float or str (how the text is read); default None: unset."""
+    name: str
+    type: type
+    default: Any
+    help: str
+
+    def parse(self, text: str, dataset: str):
+        """`text` as this option's type; ValueError naming the option and the dataset."""
+        try:
+            return self.type(text)
+        except (TypeError, ValueError):
+            raise ValueError("%s=%r: not %s (%s: %s)" % (
+                self.name.upper(), text, {int: "an integer", float: "a number"}.get(
+                    self.type, "a " + self.type.__name__), dataset, self.help))
+
+
+@dataclasses.dataclass
+class Prepared(object):
+    """What a dataset's `prepare` gives `make lmdb`: the Outputs to write, the label sets they
+    come from (matrix_c and never_mislabelled at least), the input signatures (None: none
+    beyond the options), and how the noise of this family is summarised."""
+    outputs: List[Output]
+    label_sets: Dict[str, Any]
+    inputs: Any = None
+    # (options) -> {summary key: value}: the noise rates make lmdb prints
+    noise_summary: Callable[[dict], dict] = lambda opts: {}
+
+
 # ---- the datasets, by name ------------------------------------------------------------------
 
 _REGISTRY = collections.OrderedDict()
+_CHECKS = []     # functions(dataset) run at registration (on_register)
 
 
 def register(cls) -> type:
     """Class decorator: make a Dataset subclass known by its `name`."""
-    _REGISTRY[cls.name] = cls()
+    add(cls())
     return cls
+
+
+def add(ds: "Dataset") -> "Dataset":
+    """Register a Dataset instance (a user's, from its dataset.yaml), replacing one of the same
+    name that is not built in; the on_register checks run first (ValueError)."""
+    if ds.name in _REGISTRY and _REGISTRY[ds.name].builtin and ds is not _REGISTRY[ds.name]:
+        raise ValueError("%s: %r is a built-in dataset's name; give yours another"
+                         % (ds.defined_in, ds.name))
+    for check in _CHECKS:
+        check(ds)
+    _REGISTRY[ds.name] = ds
+    return ds
+
+
+def on_register(check) -> None:
+    """Run check(dataset) on every dataset registered, now and later (a layer above, such as
+    the stage tables, checking the datasets against its own tables): ValueError refuses one."""
+    _CHECKS.append(check)
+    for ds in list(_REGISTRY.values()):
+        check(ds)
 
 
 def unregister(name: str) -> None:
@@ -65,10 +123,17 @@ def names() -> Tuple[str, ...]:
     return tuple(_REGISTRY)
 
 
+def builtin_names() -> Tuple[str, ...]:
+    """The built-in datasets' names (those with committed prototxts)."""
+    return tuple(name for name, ds in _REGISTRY.items() if ds.builtin)
+
+
 def get_dataset(name: str) -> "Dataset":
     """The Dataset called `name`; ValueError listing the known ones."""
     if name not in _REGISTRY:
-        raise ValueError("unknown dataset %r; expected one of: %s" % (name, ", ".join(_REGISTRY)))
+        raise ValueError("unknown dataset %r; expected one of: %s, or a folder with a "
+                         "dataset.yaml (make lmdb DATASET=<name> DATA_ROOT=<folder>)"
+                         % (name, ", ".join(_REGISTRY)))
     return _REGISTRY[name]
 
 
@@ -79,7 +144,9 @@ class Dataset(object):
     """
     name = None
     num_classes = None
-    options = {}                 # make lmdb options (lower case) -> default
+    options = ()                 # the make lmdb options: Option(name (lower case), ...)
+    builtin = True               # a module of this package, with committed prototxt/<name>
+    defined_in = None            # where it is defined, for errors (a dataset.yaml)
     # The experiments (noisy_label.experiments): the stage table, the tower by name
     # (experiments.nets.TOWERS), the data transform, batch sizes, solvers.
     workflow = "synthetic"       # experiments.stages.WORKFLOWS
@@ -91,6 +158,7 @@ class Dataset(object):
     clean_head = ""              # suffix of the clean net's classifier
     ntype_kwargs = {}            # tower arguments of the noise-type net
     bias_decay = 0               # the biases' decay_mult
+    data_root = None             # where its raw data is when not <exp>/datasets/<name>
     ntype_head_lr_mult = 10      # lr_mult of the noise-type net's classifier
     val_lmdb = paths.TEST        # what the clean and joint nets test on while training
     ntype_val_lmdb = paths.NTYPE_TEST
@@ -101,27 +169,42 @@ class Dataset(object):
     reference_accuracy = {}      # the original release's test accuracy by stage role
     reference_name = None        # the column title of those figures in reports
 
+    def option_defaults(self) -> Dict[str, Any]:
+        """{option name: default} of the make lmdb options."""
+        return {option.name: option.default for option in self.options}
+
     def test_iter(self, lmdb: str) -> int:
         """Test iterations that cover the `lmdb` once: ceil(records / test_batch)."""
         return int(math.ceil(self.record_counts[lmdb] / float(self.test_batch)))
 
-    def prepare(self, db_dir: str, data_root: str, opts, seed: int, encoding, skip_bad: bool, bad):
-        """(outputs, label sets, raw data or None, input signatures or None) for make lmdb."""
+    def for_data(self, db_dir: str) -> "Dataset":
+        """This dataset as its prototxts see the LMDBs in db_dir: built-in ones are fixed (their
+        figures are the original release's); a user's derives batch sizes, test_iter and
+        schedules from the records make lmdb wrote there."""
+        return self
+
+    def prepare(self, db_dir: str, data_root: str, opts, seed: int, encoding, skip_bad: bool,
+                bad) -> Prepared:
+        """The outputs of make lmdb and what they come from."""
         raise NotImplementedError
 
 
 # ---- label kv files and key lists (Clothing1M's formats) -----------------------------------
 
 
-def read_label_kv(path: str, num_classes: int) -> Dict[str, int]:
-    """OrderedDict key -> label from `images/.../name.jpg LABEL` lines; errors name file:line."""
+def read_label_kv(path: str, num_classes: int, num_classes_from: Optional[str] = None
+                  ) -> Dict[str, int]:
+    """OrderedDict key -> label from `images/.../name.jpg LABEL` lines; errors name file:line
+    (and num_classes_from, the file that set num_classes, when given)."""
     labels, lines = collections.OrderedDict(), {}
     for number, key, label in _lines(path, 2):
         text_io.check_key(key, path, number)
         label = text_io.parse_label(label, path, number, key)
         if not 0 <= label < num_classes:
-            raise ValueError("%s:%d: label %d of %s is outside 0..%d"
-                             % (path, number, label, key, num_classes - 1))
+            raise ValueError("%s:%d: label %d of %s is outside 0..%d%s"
+                             % (path, number, label, key, num_classes - 1,
+                                " (num_classes: %d in %s)" % (num_classes, num_classes_from)
+                                if num_classes_from else ""))
         if key in labels:
             raise ValueError("%s:%d: duplicate key %s (first on line %d)"
                              % (path, number, key, lines[key]))
@@ -324,7 +407,7 @@ def build(name: str, exp: Optional[str] = None, data_root: Optional[str] = None,
     exp : str, optional
         The experiment root (default: $EXP or exp/).
     data_root : str, optional
-        The raw data (default: <exp>/datasets/<name>).
+        The raw data (default: the dataset's own data_root, else <exp>/datasets/<name>).
     seed : int
         Seed of the noise, splits and shuffles.
     force : bool
@@ -343,56 +426,45 @@ def build(name: str, exp: Optional[str] = None, data_root: Optional[str] = None,
         The summary (counts, label histograms, noise rates, C), also printed.
     """
     ds = get_dataset(name)
-    unknown = sorted(k for k, v in options.items() if v is not None and k not in ds.options)
+    declared = {option.name for option in ds.options}
+    unknown = sorted(k for k, v in options.items() if v is not None and k not in declared)
     if unknown:
-        raise ValueError("%s does not take %s (it takes: %s)" % (
+        raise ValueError("%s does not take %s (%s)" % (
             name, ", ".join(k.upper() for k in unknown),
-            ", ".join(k.upper() for k in sorted(ds.options))))
-    opts = dict(ds.options)
+            "it takes: " + ", ".join(sorted(k.upper() for k in declared)) if declared
+            else "it takes no options"))
+    opts = ds.option_defaults()
     opts.update((k, v) for k, v in options.items() if v is not None)
     db_dir = paths.db_dir(name, exp)
-    data_root = data_root or paths.data_root(name, exp)
+    data_root = data_root or ds.data_root or paths.data_root(name, exp)
     signature = dict(opts, dataset=name, seed=int(seed), encoded=bool(encoded),
                      skip_bad=bool(skip_bad))
     bad = []
     # One writer per root: a second make lmdb (or a make train reading these LMDBs) waits.
     with lock.hold(paths.lock_file(name, exp), "make lmdb %s" % name):
-        outputs, sets, raw, inputs = ds.prepare(db_dir, data_root, opts, seed, encoded, skip_bad,
-                                                bad)
-        if inputs is not None:
-            signature["inputs"] = inputs
+        prepared = ds.prepare(db_dir, data_root, opts, seed, encoded, skip_bad, bad)
+        if prepared.inputs is not None:
+            signature["inputs"] = prepared.inputs
         print("%s -> %s" % (name, db_dir))
-        write_outputs(db_dir, outputs, signature, force)
-        summary = summarize(name, db_dir, outputs, sets, opts, raw, bad)
+        write_outputs(db_dir, prepared.outputs, signature, force)
+        summary = summarize(name, db_dir, prepared, opts, bad)
     print(format_summary(summary))
     return summary
 
 
-def summarize(name: str, db_dir: str, outputs, sets: dict, opts: dict, data: Optional[dict],
-              bad: list) -> dict:
-    """Counts and label histograms of the LMDBs, the asked / achieved noise rate, C."""
-    lmdbs = [o.name for o in outputs
-             if o.name not in ("mixed", paths.MATRIX_C, paths.TRUE_MATRIX_Q, paths.TRUE_LABELS,
-                              paths.ESTIMATED_MATRIX_Q)]
+def summarize(name: str, db_dir: str, prepared: Prepared, opts: dict, bad: list) -> dict:
+    """Counts and label histograms of the LMDBs, the family's noise rates, C."""
+    lmdbs = [o.name for o in prepared.outputs if o.name not in NOT_LISTED]
     lmdbs += [paths.MIXED_IMAGES] + [paths.MIXED_LABELS[f] for f in LABEL_FIELDS]
     counts, histograms = {}, {}
     for db in lmdbs:
         labels = [int(line.rsplit(" ", 1)[1]) for line in open(os.path.join(db_dir, db + ".txt"))]
         counts[db] = lmdb_io.count(os.path.join(db_dir, db))
         histograms[db] = dict(sorted(collections.Counter(labels).items()))
-    summary = {"dataset": name, "db_dir": db_dir, "counts": counts, "labels": histograms,
-               "matrix_c": sets["matrix_c"], "never_mislabelled": list(sets["never_mislabelled"]),
-               "bad_images": bad}
-    if data is not None:
-        labels = data["train"][1]
-        summary["noise_level"] = opts["noise_level"]
-        summary["achieved_noise_rate"] = noise.noise_rate(labels, sets["noisy"])
-        summary["achieved_noise_rate_clean_subset"] = noise.noise_rate(labels[sets["clean"]],
-                                                                       sets["noisy"][sets["clean"]])
-    else:
-        summary["paired_noise_rate"] = noise.noise_rate(*sets["pairs"])
-        summary["num_pairs"] = len(sets["pairs"][0])
-    return summary
+    sets = prepared.label_sets
+    return dict({"dataset": name, "db_dir": db_dir, "counts": counts, "labels": histograms,
+                 "matrix_c": sets["matrix_c"], "never_mislabelled": list(sets["never_mislabelled"]),
+                 "bad_images": bad}, **prepared.noise_summary(opts))
 
 
 def format_summary(summary) -> str:

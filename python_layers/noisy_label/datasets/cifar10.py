@@ -10,13 +10,14 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from noisy_label import paths
-from noisy_label.datasets.base import register
-from noisy_label.datasets.synthetic import SyntheticDataset
+from noisy_label.datasets.base import Option, register
+from noisy_label.datasets.synthetic import SyntheticDataset, noise_options
 from noisy_label.io import download, imageset
 from noisy_label.io import manifest as manifest_io
 
 NUM_CLASSES = 10
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_BATCHES = "cifar-10-batches-py"   # the directory the tarball holds, under DATA_ROOT
 CIFAR10_TRAIN_BATCHES = ["data_batch_%d" % i for i in range(1, 6)]
 CIFAR10_TEST_BATCH = "test_batch"
 CIFAR10_DOWNLOAD_TIMEOUT = 15  # seconds without data before giving up
@@ -32,7 +33,9 @@ _BATCH_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multi
 class Cifar10(SyntheticDataset):
     name = "cifar10"
     num_classes = NUM_CLASSES
-    options = {"noise_level": 0.5, "num_clean": 10000, "jpeg_quality": None}
+    options = noise_options(num_clean=10000) + (
+        Option("jpeg_quality", int, None, "pass the images through JPEG at this quality first, "
+               "as the original release did (75); default: lossless"),)
     tower = "cifar_quick"
     image_shape = (3, 32, 32)
     train_batch, test_batch = 100, 100
@@ -64,12 +67,12 @@ class Cifar10(SyntheticDataset):
         return raw, inputs
 
 
-def cifar10_dir(data_root: str, url: str = paths.CIFAR10_URL) -> str:
+def cifar10_dir(data_root: str, url: str = CIFAR10_URL) -> str:
     """The directory holding CIFAR-10's python batches under data_root, downloaded if missing."""
-    for candidate in (os.path.join(data_root, paths.CIFAR10_BATCHES), data_root):
+    for candidate in (os.path.join(data_root, CIFAR10_BATCHES), data_root):
         if os.path.isfile(os.path.join(candidate, CIFAR10_TEST_BATCH)):
             return candidate
-    target = os.path.join(data_root, paths.CIFAR10_BATCHES)
+    target = os.path.join(data_root, CIFAR10_BATCHES)
     print("CIFAR-10 python batches not found in %s; downloading %s" % (data_root, url))
     created = not os.path.isdir(data_root)
     try:
@@ -85,9 +88,9 @@ def cifar10_dir(data_root: str, url: str = paths.CIFAR10_URL) -> str:
             with tarfile.open(tarball) as tar:
                 # Only the batch files: no links or paths outside (no tarfile filters in 3.11.2).
                 tar.extractall(tmp, [m for m in tar.getmembers() if m.isfile()
-                                     and m.name.startswith(paths.CIFAR10_BATCHES + "/")
+                                     and m.name.startswith(CIFAR10_BATCHES + "/")
                                      and ".." not in m.name.split("/")])
-            os.rename(os.path.join(tmp, paths.CIFAR10_BATCHES), target)
+            os.rename(os.path.join(tmp, CIFAR10_BATCHES), target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     except (OSError, tarfile.TarError, ValueError) as e:
@@ -96,7 +99,7 @@ def cifar10_dir(data_root: str, url: str = paths.CIFAR10_URL) -> str:
         raise IOError("CIFAR-10 is not in DATA_ROOT=%s and the download from %s failed (%s).\n"
                       "Put the python version's %s/ (data_batch_1..5, test_batch) there, or pass "
                       "DATA_ROOT=<the directory holding it>." % (data_root, url, e,
-                                                                  paths.CIFAR10_BATCHES))
+                                                                  CIFAR10_BATCHES))
     return target
 
 
@@ -167,7 +170,7 @@ def check_jpeg_quality(quality) -> Optional[int]:
     return quality
 
 
-def load_cifar10(data_root: str, url: str = paths.CIFAR10_URL, jpeg_quality=None) -> dict:
+def load_cifar10(data_root: str, url: str = CIFAR10_URL, jpeg_quality=None) -> dict:
     """{"train": (images, labels, names), "test": (...)} from the python batches, BGR; with
     jpeg_quality, through JPEG as the original release (imageset.jpeg_roundtrip)."""
     check_jpeg_quality(jpeg_quality)

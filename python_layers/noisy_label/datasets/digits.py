@@ -4,7 +4,7 @@ CIFAR-10 recipe in minutes on a CPU. 500 test images, 1,297 training images of w
 import numpy as np
 
 from noisy_label.datasets.base import register
-from noisy_label.datasets.synthetic import SyntheticDataset
+from noisy_label.datasets.synthetic import SyntheticDataset, noise_options
 
 NUM_TEST = 500        # five test batches of 100
 
@@ -16,7 +16,7 @@ class Digits(SyntheticDataset):
     # 100 clean digits (ten a class) give a clearly weaker net than all 1,297, so the noisy
     # rest matters: with 300 the clean-only net is within a few test digits of its ceiling
     # and the stages differ by less than the test set can tell (measured over 6 seeds).
-    options = {"noise_level": 0.5, "num_clean": 100}
+    options = noise_options(num_clean=100)
     tower = "digits"
     image_shape = (1, 8, 8)
     transform = {"scale": 0.00390625}

@@ -9,7 +9,9 @@ from noisy_label.core import matrix_c, noise
 from noisy_label.datasets.base import (
     MIXED_FILES,
     Dataset,
+    Option,
     Output,
+    Prepared,
     array_lmdb_output,
     label_lmdbs,
     matrix_output,
@@ -25,7 +27,6 @@ HELD_OUT_LABELS = {"clean": "ntype_test_label_clean", "noisy": "ntype_test_label
 
 class SyntheticDataset(Dataset):
     """A dataset with true labels and synthetic noise; subclasses implement `load`."""
-    options = {"noise_level": 0.5, "num_clean": None}
 
     num_test = None              # records of the test set
 
@@ -33,7 +34,7 @@ class SyntheticDataset(Dataset):
     def record_counts(self):
         """The test LMDBs' records with the default options (the noise-type test pairs are the
         clean subset's last fifth)."""
-        num_clean = self.options["num_clean"]
+        num_clean = self.option_defaults()["num_clean"]
         return {paths.TEST: self.num_test,
                 paths.NTYPE_TEST: num_clean - int(round(NTYPE_TRAIN_FRACTION * num_clean))}
 
@@ -47,7 +48,25 @@ class SyntheticDataset(Dataset):
         sets = synthetic_label_sets(raw["train"][1], self.num_classes, opts["noise_level"],
                                     opts["num_clean"], seed)
         outputs = synthetic_outputs(self.name, db_dir, raw, sets, "png" if encoded else None)
-        return outputs, sets, raw, inputs
+        return Prepared(outputs, sets, inputs,
+                        noise_summary=lambda opts: synthetic_noise_summary(raw["train"][1], sets,
+                                                                           opts["noise_level"]))
+
+
+def noise_options(num_clean: int, noise_level: float = 0.5):
+    """The make lmdb options of a synthetic-noise dataset: NOISE_LEVEL and NUM_CLEAN."""
+    return (Option("noise_level", float, noise_level, "synthetic noise level in [0, 1]"),
+            Option("num_clean", int, num_clean, "training images that keep clean labels"))
+
+
+def synthetic_noise_summary(labels, sets: dict, noise_level: float) -> dict:
+    """The noise level asked and the rate drawn: over all training labels (labels: (M,) true)
+    and over the clean subset C comes from."""
+    clean = sets["clean"]
+    return {"noise_level": noise_level,
+            "achieved_noise_rate": noise.noise_rate(labels, sets["noisy"]),
+            "achieved_noise_rate_clean_subset": noise.noise_rate(labels[clean],
+                                                                 sets["noisy"][clean])}
 
 
 def check_num_clean(num_clean: int, num_train: int) -> int:

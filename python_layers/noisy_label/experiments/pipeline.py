@@ -37,7 +37,8 @@ class Experiment(object):
 
     def __init__(self, name: str, exp: Optional[str] = None, gpu=None, seed: int = 1,
                  settings: Optional[dict] = None, keep_snapshots=None):
-        self.name = datasets.get_dataset(name).name
+        ds = datasets.get_dataset(name)
+        self.name = ds.name
         self.base = paths.exp_root(exp)
         self.exp = paths.seed_root(self.base, seed)
         self.seed, self.gpu, self.keep_snapshots = seed, gpu, keep_snapshots
@@ -49,10 +50,10 @@ class Experiment(object):
         self.log_dir = paths.log_dir(name, self.exp)
         self.snapshot_dir = paths.snapshot_dir(name, self.exp)
         default_root = os.path.realpath(os.path.join(paths.REPO_ROOT, paths.DEFAULT_EXP))
-        if os.path.realpath(self.exp) == default_root and not self.settings:
+        if ds.builtin and os.path.realpath(self.exp) == default_root and not self.settings:
             self.prototxt_dir = os.path.join(paths.REPO_ROOT, "prototxt", name)
         else:
-            # Another root, seed or settings: a copy of the prototxts that points there.
+            # Another root, seed or settings, or a user's dataset: prototxts that point there.
             self.prototxt_dir = stages.write_dataset(name, self.exp, seed, self.settings)
 
     # ---- files ----
@@ -72,11 +73,18 @@ class Experiment(object):
     def init_weights(self) -> str:
         return paths.init_weights(self.name, self.exp)
 
-    def initial_weights(self) -> str:
-        """The dataset's initial weights (Clothing1M: ImageNet CaffeNet), under EXP/snapshots/."""
-        file_name, url = datasets.get_dataset(self.name).initial_weights
+    def initial_weights(self) -> Optional[str]:
+        """The dataset's initial weights (Clothing1M: ImageNet CaffeNet, under EXP/snapshots/,
+        downloaded when missing; a dataset.yaml's `weights`), or None (the fillers)."""
+        ds = datasets.get_dataset(self.name)
+        if not ds.initial_weights:
+            return None
+        file_name, url = ds.initial_weights
         path = os.path.join(self.base, "snapshots", file_name)
         if not os.path.exists(path):
+            if url is None:
+                raise StageError("[%s] %s: weights: %s does not exist" % (
+                    self.name, ds.defined_in, path))
             fetch(url, path)
         return path
 
@@ -90,7 +98,8 @@ class Experiment(object):
         if how == "snapshot":
             return "-snapshot", self.final(source, ".solverstate")
         if source == "initial":
-            return "-weights", self.initial_weights()
+            weights = self.initial_weights()
+            return ("-weights", weights) if weights else None
         return "-weights", self.init_weights() if source == "init" else self.final(source)
 
     def stages(self, compare: bool = True):

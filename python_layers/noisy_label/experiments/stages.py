@@ -3,9 +3,10 @@ the report alike.
 
     synthetic (cifar10, digits, and any dataset like them):
         clean -> noisy_gt_ft_clean -> ntype -> init -> noisy_label_loss -> test
-    clothing1M:
-        clean (from ImageNet CaffeNet) -> ntype -> init -> noisy_label_loss_stage1
-        -> noisy_label_loss_stage2 (resumed from stage 1's solverstate) -> test
+    real_noise (clothing1M, and a user's dataset.yaml folder):
+        clean (from the dataset's initial weights: ImageNet CaffeNet) -> ntype -> init
+        -> noisy_label_loss_stage1 -> noisy_label_loss_stage2 (resumed from stage 1's
+        solverstate) -> test
 
 The noise-type net is fine-tuned from the clean net's final snapshot, and `init` copies both
 trained nets into the joint net (init_layer_maps), as the original release did.
@@ -26,6 +27,7 @@ from google.protobuf import text_format
 from noisy_label import datasets, paths
 from noisy_label.experiments import nets
 from noisy_label.experiments import settings as settings_mod
+from noisy_label.experiments.towers import TOWERS
 
 # What reports call each role a stage plays (datasets give the original's figures by role).
 ROLE_LABELS = {"clean": "clean only", "noisy_as_truth": "noisy as truth",
@@ -100,10 +102,15 @@ def _synthetic():
               of="noisy_label_loss")] + _compare("noisy_gt_ft_clean", oracle=True)
 
 
-def _clothing1m():
-    # Stage 1: clean loss weight 0.1, no noise-type loss, C fixed; stage 2 resumes stage 1's
-    # solver state (the same snapshot prefix) with clean loss 1.0, noise-type loss 0.1, C
-    # updated at a tenth of the rate.
+def _joint(stage: str):
+    """The build of a joint-net stage with the dataset's loss weights for it
+    (Dataset.stage_loss_weights: Clothing1M's stage 1 and 2)."""
+    return lambda ds, files: nets.noisy_label_loss_net(ds, files, **ds.stage_loss_weights[stage])
+
+
+def _real_noise():
+    # Stage 2 resumes stage 1's solver state (the same snapshot prefix) with other loss
+    # weights (the dataset's stage_loss_weights).
     return [
         Stage("clean", net="clean_trainval", build=nets.clean_net, start=("weights", "initial"),
               role="clean"),
@@ -111,12 +118,10 @@ def _clothing1m():
               tests="ntype_val_lmdb", role="ntype"),
         Stage("init", kind="init", into="noisy_label_loss_stage1"),
         Stage("noisy_label_loss_stage1", net="noisy_label_loss_trainval.stage1",
-              build=functools.partial(nets.noisy_label_loss_net, clean_weight=0.1,
-                                      ntype_weight=0, update_noise_lr=0.0),
+              build=_joint("noisy_label_loss_stage1"),
               start=("weights", "init"), prefix="noisy_label_loss", role="ours_stage1"),
         Stage("noisy_label_loss_stage2", net="noisy_label_loss_trainval.stage2",
-              build=functools.partial(nets.noisy_label_loss_net, clean_weight=1.0,
-                                      ntype_weight=0.1, update_noise_lr=0.1),
+              build=_joint("noisy_label_loss_stage2"),
               start=("snapshot", "noisy_label_loss_stage1"), prefix="noisy_label_loss",
               role="ours"),
         Stage("test", kind="test", net="noisy_label_loss_test", build=nets.test_net,
@@ -172,7 +177,32 @@ def _compare(schedule: str, oracle: bool):
     return table
 
 
-WORKFLOWS = {"synthetic": _synthetic, "clothing1M": _clothing1m}
+WORKFLOWS = {"synthetic": _synthetic, "real_noise": _real_noise}
+
+
+def check_dataset(ds) -> None:
+    """ValueError unless the dataset names a tower and a workflow and gives a schedule for
+    every training stage of it, and none for a stage it does not have (run as each dataset
+    registers)."""
+    where = ds.defined_in or "dataset %s" % ds.name
+    if ds.tower not in TOWERS:
+        raise ValueError("%s: tower %r: expected one of %s" % (where, ds.tower, ", ".join(TOWERS)))
+    if ds.workflow not in WORKFLOWS:
+        raise ValueError("%s: workflow %r: expected one of %s" % (where, ds.workflow,
+                                                                  ", ".join(WORKFLOWS)))
+    table = WORKFLOWS[ds.workflow]()
+    needed = {s.schedule for s in table if s.kind == "train"}
+    missing = sorted(needed - set(ds.schedules))
+    extra = sorted(set(ds.schedules) - needed)
+    if missing or extra:
+        raise ValueError("%s: schedules %s; the %s workflow's stages with a schedule: %s" % (
+            where, "; ".join(filter(None, [
+                "lack " + ", ".join(missing) if missing else "",
+                "name no stage " + ", ".join(extra) if extra else ""])),
+            ds.workflow, ", ".join(sorted(needed))))
+
+
+datasets.on_register(check_dataset)
 
 
 def stages(name: str, compare: bool = True) -> List[Stage]:
@@ -240,8 +270,8 @@ def experiment(name: str, exp: Optional[str] = None, seed: int = 1,
     name : str
         A registered dataset.
     exp : str, optional
-        None for the committed prototxt/<name> (sources relative to the repository), else the
-        experiment root the copy points at.
+        None for the committed prototxt/<name> of a built-in dataset (sources relative to the
+        repository), else the experiment root the copy points at.
     seed : int
         The solvers' random_seed.
     settings : dict, optional
@@ -254,7 +284,12 @@ def experiment(name: str, exp: Optional[str] = None, seed: int = 1,
     messages : dict
         {file name: NetParameter or SolverParameter}.
     """
-    ds = copy.copy(datasets.get_dataset(name))
+    ds = datasets.get_dataset(name)
+    if exp is None and not ds.builtin:
+        raise ValueError("%s is not built in: its prototxts go under an experiment root, "
+                         "not into prototxt/" % name)
+    root = exp or os.path.join(paths.REPO_ROOT, paths.DEFAULT_EXP)
+    ds = copy.copy(ds.for_data(paths.db_dir(name, root)))
     settings = settings or {}
     for key in ("train_batch", "test_batch"):
         if key in settings:
