@@ -18,8 +18,6 @@ import json
 import os
 from typing import List, Optional
 
-from google.protobuf import text_format
-
 from noisy_label import paths
 from noisy_label.experiments import settings as settings_mod
 from noisy_label.experiments.towers import (
@@ -31,6 +29,7 @@ from noisy_label.experiments.towers import (
     _assign,
     add_layer,
 )
+from noisy_label.io.prototxt import read_prototxt  # noqa: F401  (pipeline.py calls nets')
 
 
 def _net(name: str):
@@ -207,18 +206,6 @@ def solver(ds, files, stage: str, net_file: str, test_lmdb: str, prefix: str, se
     sp.snapshot_prefix = os.path.join(files.snapshots, prefix)
     sp.random_seed = seed
     return sp
-
-
-def read_prototxt(path: str, message):
-    """Merge a prototxt file into `message`; ValueError naming the file (and line) if it fails."""
-    try:
-        with open(path) as f:
-            text_format.Merge(f.read(), message)
-    except IOError as e:
-        raise ValueError("%s: %s" % (path, e.strerror))
-    except text_format.ParseError as e:
-        raise ValueError("%s:%s" % (path, e))
-    return message
 
 
 def learnable_layers(net) -> List[str]:

@@ -15,7 +15,7 @@ import os
 from typing import Optional, Tuple
 
 from noisy_label import cli, datasets, paths
-from noisy_label.experiments import caffe_log, caffe_run, nets, snapshots, stages
+from noisy_label.experiments import caffe_log, caffe_run, nets, stages
 from noisy_label.experiments.caffe_run import (  # noqa: F401 (the pipeline's names for them)
     StageError,
     StageInterrupted,
@@ -23,7 +23,7 @@ from noisy_label.experiments.caffe_run import (  # noqa: F401 (the pipeline's na
     gpu_choice,
 )
 from noisy_label.experiments.stage_records import StageRecord
-from noisy_label.io import download, lmdb_io, lock, manifest
+from noisy_label.io import download, lmdb_io, lock, manifest, snapshots
 
 
 class Experiment(object):
