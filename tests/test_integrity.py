@@ -20,8 +20,8 @@ from helpers import PYTHON, REPO, plain_env, run_plain
 from noisy_label import datasets, paths
 from noisy_label.datasets import cifar10 as cifar10_data
 from noisy_label.datasets import key_lists
-from noisy_label.experiments import caffe_log, pipeline, settings, snapshots
-from noisy_label.io import imageset, lmdb_io, lock, manifest, text_io
+from noisy_label.experiments import caffe_log, pipeline, settings
+from noisy_label.io import imageset, lmdb_io, lock, manifest, snapshots, text_io
 
 pytestmark = pytest.mark.caffe
 

@@ -457,7 +457,7 @@ def test_ctrl_c_ends_the_job_and_it_resumes_from_the_newest_complete_snapshot(tm
                                                                               noisy_digits):
     """mpirun's Ctrl-C (SIGTERM to the ranks, then SIGKILL): the job ends promptly; the
     re-run with -snapshot of the newest complete snapshot finishes the schedule."""
-    from noisy_label.experiments import snapshots
+    from noisy_label.io import snapshots
     # Long enough never to finish before the Ctrl-C; the resumed run stops 100 iterations on.
     solver = write_solver(tmp_path, noisy_digits, BATCH, "long", iters=10 ** 7)
     text = open(solver).read().replace("display: 1\n", "display: 100\n").replace(

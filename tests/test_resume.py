@@ -11,8 +11,8 @@ import pytest
 from helpers import PYTHON, REPO, plain_env, run_plain
 
 from noisy_label import paths
-from noisy_label.experiments import pipeline, snapshots
-from noisy_label.io import manifest
+from noisy_label.experiments import pipeline
+from noisy_label.io import manifest, snapshots
 
 pytestmark = [pytest.mark.caffe, pytest.mark.slow]
 

@@ -17,7 +17,8 @@ import os
 os.environ.setdefault("GLOG_minloglevel", "1")
 
 from noisy_label import cli
-from noisy_label.experiments import net_surgery, nets  # noqa: E402
+from noisy_label.experiments import net_surgery  # noqa: E402
+from noisy_label.io.prototxt import read_prototxt  # noqa: E402
 
 
 def main():
@@ -50,7 +51,7 @@ def check_files(args):
             raise IOError(("%s is not a file" if os.path.exists(path) else "missing file %s")
                           % path)
     for path in (args.source_net, args.target_net):
-        nets.read_prototxt(path, caffe_pb2.NetParameter())
+        read_prototxt(path, caffe_pb2.NetParameter())
     for path in filter(None, (args.source_weights, args.target_weights)):
         weights = caffe_pb2.NetParameter()
         with open(path, "rb") as f:

@@ -38,32 +38,37 @@ def parser_for(ds=None) -> argparse.ArgumentParser:
                         help="a dataset option by name (how make passes NOISE_LEVEL=... on)")
     group = parser.add_argument_group("options of " + (ds.name if ds else "the built-in datasets"))
     seen = set()
-    for each in [ds] if ds else map(datasets.get_dataset, datasets.builtin_names()):
+    # The other datasets' flags are taken too (unlisted), to be refused by name: "digits does
+    # not take UPSAMPLE" says more than argparse's "unrecognized arguments".
+    for each in ([ds] if ds else []) + list(map(datasets.get_dataset, datasets.builtin_names())):
         for option in each.options:
             if option.name not in seen:
                 seen.add(option.name)
+                shown = ds is None or each is ds
                 group.add_argument("--" + option.name.replace("_", "-"), dest=option.name,
-                                   default=None, help="%s%s%s" % (
-                                       option.help, "" if option.default is None
-                                       else " (default %s)" % option.default,
-                                       "" if ds else "; " + each.name))
+                                   default=None, help=argparse.SUPPRESS if not shown else
+                                   "%s%s%s" % (option.help, "" if option.default is None
+                                               else " (default %s)" % option.default,
+                                               "" if ds else "; " + each.name))
+    parser.set_defaults(flags=sorted(seen))
     return parser
 
 
 def dataset_options(ds, args) -> dict:
     """{option: value} given by flag or --option NAME=VALUE, each read as its declared type."""
     declared = {option.name: option for option in ds.options}
-    given = {name: getattr(args, name) for name in declared if getattr(args, name) is not None}
+    given = {name: getattr(args, name) for name in args.flags if getattr(args, name) is not None}
     for item in args.option:
         name, sep, value = item.partition("=")
         name = name.strip().lower()
         if not sep:
             raise ValueError("--option %r: expected NAME=VALUE" % item)
-        if name not in declared:
-            raise ValueError("%s does not take %s (%s)" % (
-                ds.name, name.upper(), "it takes: " + ", ".join(sorted(
-                    n.upper() for n in declared)) if declared else "it takes no options"))
         given[name] = value
+    unknown = sorted(name for name in given if name not in declared)
+    if unknown:
+        raise ValueError("%s does not take %s (%s)" % (
+            ds.name, ", ".join(n.upper() for n in unknown), "it takes: " + ", ".join(sorted(
+                n.upper() for n in declared)) if declared else "it takes no options"))
     return {name: declared[name].parse(value, ds.name) for name, value in given.items()}
 
 

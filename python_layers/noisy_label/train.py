@@ -33,7 +33,8 @@ from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
 from noisy_label import gradient_sync
-from noisy_label.experiments import nets, snapshots
+from noisy_label.io import snapshots
+from noisy_label.io.prototxt import read_prototxt
 
 # Stock data layers that read every rank's share of a batch (Skip by solver rank / count).
 SHARDED_DATA = {"Data": "data_param", "HDF5Data": "hdf5_data_param"}
@@ -103,7 +104,7 @@ def device_ids(gpu, solver_param, ranks_on_host):
 def read_solver(path):
     """SolverParameter of a prototxt file; a clear error naming the file and line."""
     try:
-        return nets.read_prototxt(path, caffe_pb2.SolverParameter())
+        return read_prototxt(path, caffe_pb2.SolverParameter())
     except ValueError as e:
         raise TrainError("-solver %s" % e)
 
@@ -115,7 +116,7 @@ def train_net_param(solver_param):
             return "<solver %s>" % field, getattr(solver_param, field)
     path = solver_param.train_net or solver_param.net
     try:
-        return path, nets.read_prototxt(path, caffe_pb2.NetParameter())
+        return path, read_prototxt(path, caffe_pb2.NetParameter())
     except ValueError as e:
         raise TrainError("net %s" % e)
 

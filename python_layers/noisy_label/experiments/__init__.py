@@ -1,2 +1,2 @@
 """The experiments: nets and solvers (prototxt), the stage pipeline with the stock caffe tool,
-snapshots, logs, reports and net surgery."""
+logs, reports and net surgery."""

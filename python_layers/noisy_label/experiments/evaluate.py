@@ -47,14 +47,15 @@ class Run(object):
     def solver(self, stage: str):
         from caffe.proto import caffe_pb2
 
-        from noisy_label.experiments import nets, stages
-        return nets.read_prototxt(os.path.join(self.prototxt_dir,
+        from noisy_label.experiments import stages
+        from noisy_label.io.prototxt import read_prototxt
+        return read_prototxt(os.path.join(self.prototxt_dir,
                                                stages.solver_file_name(self.name, stage)),
                                   caffe_pb2.SolverParameter())
 
     def final(self, stage: str, ext: str = ".caffemodel") -> str:
         """The snapshot a stage ends with: <snapshot_prefix>_iter_<max_iter><ext>."""
-        from noisy_label.experiments import snapshots
+        from noisy_label.io import snapshots
         solver = self.solver(stage)
         return snapshots.path(self._abs(solver.snapshot_prefix), solver.max_iter, ext)
 
@@ -73,7 +74,7 @@ def stage_outcomes(experiment, stage: str, gpu: Optional[int] = None) -> Dict[st
     """
     from caffe.proto import caffe_pb2
 
-    from noisy_label.experiments import nets, relabel
+    from noisy_label.experiments import relabel
     weights = experiment.final(stage)
     if not os.path.exists(weights):
         raise IOError("no final snapshot %s of stage %s: run make train / make compare first"
@@ -88,8 +89,9 @@ def stage_outcomes(experiment, stage: str, gpu: Optional[int] = None) -> Dict[st
     from google.protobuf import text_format
 
     from noisy_label.io import atomic
+    from noisy_label.io.prototxt import read_prototxt
     solver = experiment.solver(stage)
-    net_param = nets.read_prototxt(experiment._abs(solver.net), caffe_pb2.NetParameter())
+    net_param = read_prototxt(experiment._abs(solver.net), caffe_pb2.NetParameter())
     # The committed prototxts name their files relative to the repository root: made absolute.
     for layer in net_param.layer:
         if layer.HasField("data_param"):

@@ -15,7 +15,7 @@ import os
 from typing import Optional, Tuple
 
 from noisy_label import cli, datasets, paths
-from noisy_label.experiments import caffe_log, caffe_run, nets, snapshots, stages
+from noisy_label.experiments import caffe_log, caffe_run, stages
 from noisy_label.experiments.caffe_run import (  # noqa: F401 (the pipeline's names for them)
     StageError,
     StageInterrupted,
@@ -23,7 +23,7 @@ from noisy_label.experiments.caffe_run import (  # noqa: F401 (the pipeline's na
     gpu_choice,
 )
 from noisy_label.experiments.stage_records import StageRecord
-from noisy_label.io import download, lmdb_io, lock, manifest
+from noisy_label.io import download, lmdb_io, lock, manifest, prototxt, snapshots
 
 
 class Experiment(object):
@@ -63,7 +63,7 @@ class Experiment(object):
 
     def solver(self, stage: str):
         from caffe.proto import caffe_pb2
-        return nets.read_prototxt(self.solver_file(stage), caffe_pb2.SolverParameter())
+        return prototxt.read_prototxt(self.solver_file(stage), caffe_pb2.SolverParameter())
 
     def final(self, stage: str, ext: str = ".caffemodel") -> str:
         """The snapshot a stage ends with: <snapshot_prefix>_iter_<max_iter><ext>."""
@@ -283,7 +283,7 @@ class Experiment(object):
         from caffe.proto import caffe_pb2
         test_stage = [s for s in stages.stages(self.name) if s.kind == "test"][0]
         model = os.path.join(self.prototxt_dir, test_stage.net + ".prototxt")
-        net = nets.read_prototxt(model, caffe_pb2.NetParameter())
+        net = prototxt.read_prototxt(model, caffe_pb2.NetParameter())
         data = [layer.data_param for layer in net.layer if layer.type == "Data"][0]
         source = self._abs(data.source)
         if not os.path.isdir(source):

@@ -36,9 +36,8 @@ import numpy as np
 from google.protobuf import text_format
 
 from noisy_label import datasets, paths
-from noisy_label.core.noisy_loss import NUM_NOISE_TYPES, UNLABELLED
+from noisy_label.core.noisy_loss import UNLABELLED
 from noisy_label.experiments import caffe_log, nets, stages
-from noisy_label.experiments.towers import TEST, TOWERS, add_layer
 from noisy_label.io import atomic, imageset, lmdb_io
 
 DEFAULT_THRESHOLD = "auto"
@@ -157,25 +156,9 @@ def choose_threshold(p_correct: np.ndarray, wrong: np.ndarray, rule: str = "f1",
 
 
 def posterior_net(ds, files, images: str = paths.MIXED_IMAGES, labels=None):
-    """The TEST-phase net over the mixed set (or another image LMDB `images` with its aligned
-    label LMDBs labels = {"clean": db, "noisy": db}): both towers and NoisyLabelPosterior
-    (tops: q and p(y|ỹ,x)), named as in the joint net so that its caffemodel (C included)
-    loads by name."""
-    labels = labels or paths.MIXED_LABELS
-    net = nets._net("%s_relabel" % ds.name)
-    nets._data(net, ds, files, "data", ["data"], images, TEST, ds.test_batch)
-    for kind in ("clean", "noisy"):
-        nets._data(net, ds, files, "label_" + kind, ["label_" + kind], labels[kind],
-                   TEST, ds.test_batch, transform=False)
-    tower = TOWERS[ds.tower]
-    clean_logits, _ = tower(net, "data", ds.num_classes, suffix="_clean", bias_decay=ds.bias_decay)
-    ntype_logits, _ = tower(net, "data", NUM_NOISE_TYPES, suffix="_ntype",
-                            bias_decay=ds.bias_decay, **ds.ntype_kwargs)
-    add_layer(net, "loss_noisy", "Python", [clean_logits, ntype_logits, "label_noisy"],
-              top=["q", "p_label"], param=[{"lr_mult": 0, "decay_mult": 0}],
-              python_param=dict(module="noisy_label.layers", layer="NoisyLabelPosterior",
-                                param_str=json.dumps({"matrix_c": files.matrix_c})))
-    return net
+    """nets.NetFamily's posterior net: the joint net's towers and NoisyLabelPosterior over the
+    mixed set (or `images` and its aligned label LMDBs labels = {"clean": db, "noisy": db})."""
+    return nets.NetFamily(ds, files).posterior_net(images, labels)
 
 
 def corrected_labels(p_label: np.ndarray, noisy: np.ndarray, clean: np.ndarray,
@@ -250,21 +233,16 @@ def run_net(net_file: str, weights: str, count: int, blobs, gpu: Optional[int] =
 def run_posterior(net_file: str, weights: str, count: int, gpu: Optional[int] = None,
                   desc: str = "relabel"):
     """(p(y|ỹ,x) (M, N), noisy labels (M,), clean labels (M,)) of the mixed set's records."""
-    out = run_net(net_file, weights, count, ("p_label", "label_noisy", "label_clean"), gpu, desc)
-    noisy = np.rint(out["label_noisy"][:, 0]).astype(np.int64)
-    clean = np.rint(out["label_clean"][:, 0]).astype(np.int64)
-    return out["p_label"], noisy, clean
+    labels, posterior = nets.NetFamily.LABELS, nets.NetFamily.POSTERIOR
+    out = run_net(net_file, weights, count, (posterior, labels["noisy"], labels["clean"]), gpu, desc)
+    noisy = np.rint(out[labels["noisy"]][:, 0]).astype(np.int64)
+    clean = np.rint(out[labels["clean"]][:, 0]).astype(np.int64)
+    return out[posterior], noisy, clean
 
 
 def classifier_net(ds, files):
-    """The clean net's tower (its layer names: its weights load by name) over the mixed set,
-    with a Softmax `prob`: the out-of-sample p(y|x) of the clean-only model, for cleanlab."""
-    net = nets._net("%s_clean_probabilities" % ds.name)
-    nets._data(net, ds, files, "data", ["data"], paths.MIXED_IMAGES, TEST, ds.test_batch)
-    logits, _ = TOWERS[ds.tower](net, "data", ds.num_classes, head_suffix=ds.clean_head,
-                                 bias_decay=ds.bias_decay)
-    add_layer(net, "prob", "Softmax", [logits])
-    return net
+    """nets.NetFamily's classifier net: the clean net over the mixed set, with a Softmax."""
+    return nets.NetFamily(ds, files).classifier_net()
 
 
 def clean_model_probabilities(experiment, gpu: Optional[int] = None) -> np.ndarray:
@@ -276,7 +254,8 @@ def clean_model_probabilities(experiment, gpu: Optional[int] = None) -> np.ndarr
     atomic.write_text(net_file, text_format.MessageToString(
         classifier_net(datasets.get_dataset(name), nets.Files(name, exp))))
     count = lmdb_io.count(paths.lmdb_path(name, paths.MIXED_IMAGES, exp))
-    return run_net(net_file, experiment.final("clean"), count, ("prob",), gpu, "clean p(y|x)")["prob"]
+    prob = nets.NetFamily.PROB
+    return run_net(net_file, experiment.final("clean"), count, (prob,), gpu, "clean p(y|x)")[prob]
 
 
 def held_out_posterior(experiment, weights: str, gpu: Optional[int] = None):

@@ -19,9 +19,8 @@ import os
 import shutil
 from typing import List, Optional
 
-from noisy_label.experiments import snapshots
 from noisy_label.experiments.caffe_run import StageError
-from noisy_label.io import manifest
+from noisy_label.io import manifest, snapshots
 
 ASIDE_RECORD = "set_aside.json"   # in a stage's aside_dir: its old record and where files were
 

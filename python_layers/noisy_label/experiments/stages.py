@@ -241,24 +241,10 @@ def parse_settings(text: str, name: str) -> dict:
 
 
 def init_layer_maps(name: str) -> List[Tuple[str, Dict[str, str]]]:
-    """[(source stage, {source layer: joint-net layer})] that initialise the joint net.
-
-    As the original release's init step, whose copy_params.py adds every layer the two nets
-    share by name to the renames it is given: each learnable layer of the clean net goes to
-    the joint net's layer of the same name (Clothing1M's fc8_clean), else to `<layer>_clean`;
-    each of the noise-type net to the same name (its `*_ntype` head), else to `<layer>_ntype`
-    (its convs). So every `*_clean` and `*_ntype` layer of the joint net starts trained.
-    """
-    from noisy_label.experiments import net_surgery
-    ds, files = datasets.get_dataset(name), nets.Files(name)
-    init = [s for s in stages(name) if s.kind == "init"][0]
-    joint = nets.learnable_layers(stage(name, init.into).build(ds, files))
-    maps = []
-    for source, suffix in (("clean", "_clean"), ("ntype", "_ntype")):
-        layers = nets.learnable_layers(stage(name, source).build(ds, files))
-        renames = {layer: layer + suffix for layer in layers if layer not in joint}
-        maps.append((source, dict(net_surgery.layer_map(layers, joint, renames))))
-    return maps
+    """[(source stage, {source layer: joint-net layer})] that initialise the joint net: the
+    net family's init_renames, whose clean and noise-type nets the stages `clean` and `ntype`
+    train."""
+    return nets.NetFamily(datasets.get_dataset(name), nets.Files(name)).init_renames()
 
 
 def experiment(name: str, exp: Optional[str] = None, seed: int = 1,
