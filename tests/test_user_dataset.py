@@ -236,6 +236,18 @@ def test_a_bad_dataset_yaml_is_one_line(folder_tree, tmp_path, text, expected):
         not os.listdir(paths.db_dir("mine", str(tmp_path)))
 
 
+def test_an_unknown_solver_field_is_one_line_at_make_train(folder_tree, tmp_path):
+    """Solver fields are checked against the stage tables' own list when the dataset
+    registers, before anything is trained."""
+    with open(os.path.join(folder_tree, "dataset.yaml"), "w") as f:
+        f.write("num_classes: 10\ntower: digits\nschedules: {clean: {max_iters: 5}}\n")
+    proc = run_plain([PYTHON, os.path.join(REPO, "tools", "run_stages.py"), "mine",
+                      "--data-root", folder_tree, "--exp", str(tmp_path)], cwd=str(tmp_path))
+    assert proc.returncode == 1 and "Traceback" not in proc.stdout, proc.stdout
+    assert re.match(r"run_stages: .*dataset.yaml: schedules: clean: unknown solver field "
+                    r"max_iters; fields: base_lr, ", proc.stdout), proc.stdout
+
+
 def test_an_unknown_dataset_says_where_it_looked(tmp_path):
     proc = run_plain(["make", "-s", "-C", REPO, "lmdb", "DATASET=nowhere"], cwd=str(tmp_path),
                      EXP=str(tmp_path))
@@ -284,3 +296,30 @@ def test_derived_schedules_follow_the_records():
     assert first["max_iter"] == 1280 and first["stepsize"] == 640
     assert schedules["noisy_label_loss_stage2"]["max_iter"] == 1280 + 760
     assert schedules["noisy_label_loss_stage2"]["stepsize"] == 640
+
+
+def test_find_looks_in_the_experiment_roots_datasets_folder(tmp_path):
+    """A folder at $EXP/datasets/<name> needs no DATA_ROOT; a built-in name is refused."""
+    exp = str(tmp_path / "exp")
+    root = os.path.join(paths.data_root("shirts", exp))
+    os.makedirs(root)
+    with open(os.path.join(root, "dataset.yaml"), "w") as f:
+        f.write("num_classes: 3\ntower: caffenet\nweights: imagenet.caffemodel\n")
+    try:
+        ds = datasets.find("shirts", exp)
+        assert ds.data_root == root and ds.num_classes == 3 and not ds.builtin
+        assert ds.transform == {"crop_size": 227, "mirror": True} and ds.train_batch == 128
+        assert ds.initial_weights == (os.path.join(root, "imagenet.caffemodel"), None)
+        assert datasets.get_dataset("shirts") is ds
+    finally:
+        datasets.unregister("shirts")
+    with pytest.raises(ValueError, match="'digits' is a built-in dataset's name"):
+        datasets.add(folder.load(os.path.join(root, "dataset.yaml"), "digits"))
+
+
+def test_stage_two_must_train_past_stage_one():
+    counts = {paths.CLEAN_TRAIN: 100, paths.NTYPE_TRAIN: 50, paths.MIXED_IMAGES: 1000}
+    with pytest.raises(ValueError, match="noisy_label_loss_stage2's max_iter 10 must be above "
+                                         "stage 1's \\(128\\)"):
+        folder.derive_schedules(counts, 50, 0.01, folder.EPOCHS,
+                                {"noisy_label_loss_stage2": {"max_iter": 10}})

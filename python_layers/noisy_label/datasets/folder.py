@@ -26,10 +26,6 @@ from noisy_label.io import atomic, text_io
 
 YAML = "dataset.yaml"
 TRAIN_STAGES = ("clean", "ntype", "noisy_label_loss_stage1", "noisy_label_loss_stage2")
-# A solver field the yaml may set under `solver:` or `schedules: {<stage>: ...}`.
-SOLVER_KEYS = ("base_lr", "lr_policy", "gamma", "power", "stepsize", "max_iter", "momentum",
-               "weight_decay", "snapshot", "display", "average_loss", "test_interval",
-               "test_initialization", "iter_size", "clip_gradients", "type", "test_iter")
 # Epochs of each stage over the records it trains on: Clothing1M's schedule in epochs (clean:
 # 15,000 x 128 over 47,570 clean train images is 40; the joint net's stage 1: 100,000 x 128
 # over the ~2M mixed records is 6.4, stage 2 then 3.8 more; the noise-type net 25).
@@ -65,7 +61,8 @@ KEYS = {
     "test_batch": "an integer of at least 1",
     "base_lr": "a number above 0",
     "epochs": "a mapping {stage: epochs above 0}, stages " + ", ".join(TRAIN_STAGES),
-    "solver": "a mapping {solver field: value}, fields " + ", ".join(SOLVER_KEYS),
+    # Which solver fields: checked with the stage tables' (experiments.stages.check_dataset).
+    "solver": "a mapping {solver field: value}",
     "schedules": "a mapping {stage: {solver field: value}}, stages " + ", ".join(TRAIN_STAGES),
     "weights": "the path of a .caffemodel (relative to dataset.yaml), or null",
     "threshold": "auto, a number in [0, 1] or precision:<p>",
@@ -110,7 +107,9 @@ class FolderDataset(KeyListDataset):
         self.val_lmdb, self.ntype_val_lmdb = paths.CLEAN_VAL, paths.NTYPE_VAL
         self.test_lmdb = paths.CLEAN_TEST
         self.epochs = dict(EPOCHS, **config.get("epochs", {}))
-        self.schedules = {stage: {} for stage in TRAIN_STAGES}   # for_data derives them
+        # The yaml's own solver fields per stage; for_data derives the rest.
+        self.schedules = {stage: dict(config.get("schedules", {}).get(stage, {}))
+                          for stage in TRAIN_STAGES}
         self.record_counts = {}
         self.relabel_threshold = str(config.get("threshold", "auto"))
         weights = config.get("weights")
@@ -160,8 +159,13 @@ class FolderDataset(KeyListDataset):
         if "test_batch" not in self.config:
             ds.test_batch = max(1, min(self.test_batch, *(counts[db] for db in (
                 paths.CLEAN_VAL, paths.CLEAN_TEST, paths.NTYPE_VAL) if counts[db])))
-        ds.schedules = derive_schedules(counts, ds.train_batch, ds.base_lr, ds.epochs,
-                                        self.config.get("schedules", {}))
+        # The yaml's `solver` fields hold for every stage, over what is derived.
+        try:
+            ds.schedules = derive_schedules(counts, ds.train_batch, ds.base_lr, ds.epochs, {
+                stage: dict(self.config.get("solver", {}), **self.schedules[stage])
+                for stage in TRAIN_STAGES})
+        except ValueError as e:
+            raise ValueError("%s: %s" % (self.defined_in, e))
         return ds
 
 
@@ -186,8 +190,8 @@ class FolderDataset(KeyListDataset):
 def derive_schedules(counts: dict, train_batch: int, base_lr: float, epochs: dict,
                      given: dict) -> dict:
     """{stage: solver fields} from the records each stage trains on (counts: {LMDB: records}),
-    `epochs` of each, and the yaml's own `schedules` over them. The joint net's stage 2
-    resumes stage 1: its max_iter counts on from stage 1's, with stage 1's step."""
+    `epochs` of each, and `given` {stage: solver fields} over them. The joint net's stage 2
+    resumes stage 1: its max_iter counts on from stage 1's (as given), with its step."""
     trains_on = {"clean": paths.CLEAN_TRAIN, "ntype": paths.NTYPE_TRAIN,
                  "noisy_label_loss_stage1": paths.MIXED_IMAGES,
                  "noisy_label_loss_stage2": paths.MIXED_IMAGES}
@@ -212,6 +216,10 @@ def derive_schedules(counts: dict, train_batch: int, base_lr: float, epochs: dic
             display=max(1, min(20, iterations[stage] // 20)),
             average_loss=max(1, min(20, iterations[stage] // 20)))
         schedules[stage].update(given.get(stage, {}))
+    first, second = (schedules[s]["max_iter"] for s in TRAIN_STAGES[2:])
+    if second <= first:
+        raise ValueError("noisy_label_loss_stage2's max_iter %s must be above stage 1's (%s): "
+                         "stage 2 resumes stage 1's solver state" % (second, first))
     return schedules
 
 
@@ -289,10 +297,9 @@ def _check(key: str, value) -> Optional[str]:
         "base_lr": lambda v: number(v, above=0),
         "epochs": lambda v: isinstance(v, dict) and all(
             s in TRAIN_STAGES and number(e, above=0) for s, e in v.items()),
-        "solver": lambda v: isinstance(v, dict) and all(f in SOLVER_KEYS for f in v),
+        "solver": lambda v: isinstance(v, dict),
         "schedules": lambda v: isinstance(v, dict) and all(
-            s in TRAIN_STAGES and isinstance(f, dict) and all(k in SOLVER_KEYS for k in f)
-            for s, f in v.items()),
+            s in TRAIN_STAGES and isinstance(f, dict) for s, f in v.items()),
         "weights": lambda v: v is None or isinstance(v, str),
         "threshold": lambda v: _threshold_ok(v),
         "upsample": lambda v: number(v, least=0) and v <= MAX_UPSAMPLE,

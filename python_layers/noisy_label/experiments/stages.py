@@ -190,6 +190,13 @@ def check_dataset(ds) -> None:
     if ds.workflow not in WORKFLOWS:
         raise ValueError("%s: workflow %r: expected one of %s" % (where, ds.workflow,
                                                                   ", ".join(WORKFLOWS)))
+    fields = settings_mod.SOLVER_FIELDS + ("test_iter",)
+    for what, given in [("solver", ds.solver)] + [("schedules: " + stage, schedule) for
+                                                  stage, schedule in sorted(ds.schedules.items())]:
+        unknown = sorted(set(given) - set(fields))
+        if unknown:
+            raise ValueError("%s: %s: unknown solver field %s; fields: %s"
+                             % (where, what, ", ".join(unknown), ", ".join(fields)))
     table = WORKFLOWS[ds.workflow]()
     needed = {s.schedule for s in table if s.kind == "train"}
     missing = sorted(needed - set(ds.schedules))
