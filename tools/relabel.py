@@ -34,7 +34,7 @@ def main():
     parser.add_argument("--gpu", default="auto", help="GPU id, 'none', or 'auto' (default)")
     args = parser.parse_args()
     ds = datasets.find(args.dataset, args.exp, args.data_root, args.seed)
-    threshold = args.threshold or getattr(ds, "relabel_threshold", relabel.DEFAULT_THRESHOLD)
+    threshold = args.threshold or ds.relabel_threshold or relabel.DEFAULT_THRESHOLD
     relabel.parse_threshold(threshold)       # a bad THRESHOLD is one line, before any work
     experiment = pipeline.Experiment(args.dataset, args.exp, seed=args.seed, settings=args.settings)
     with experiment.locked("make relabel"):

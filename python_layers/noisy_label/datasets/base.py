@@ -159,6 +159,8 @@ class Dataset(object):
     ntype_kwargs = {}            # tower arguments of the noise-type net
     bias_decay = 0               # the biases' decay_mult
     data_root = None             # where its raw data is when not <exp>/datasets/<name>
+    relabel_threshold = None     # its THRESHOLD for make relabel and the relabel stage (None:
+                                 # make relabel's auto, the stage's 0.5)
     ntype_head_lr_mult = 10      # lr_mult of the noise-type net's classifier
     val_lmdb = paths.TEST        # what the clean and joint nets test on while training
     ntype_val_lmdb = paths.NTYPE_TEST

@@ -111,7 +111,7 @@ class FolderDataset(KeyListDataset):
         self.schedules = {stage: dict(config.get("schedules", {}).get(stage, {}))
                           for stage in TRAIN_STAGES}
         self.record_counts = {}
-        self.relabel_threshold = str(config.get("threshold", "auto"))
+        self.relabel_threshold = str(config["threshold"]) if "threshold" in config else None
         weights = config.get("weights")
         self.initial_weights = (os.path.join(here, weights), None) if weights else None
         channels = 1 if self.gray else 3

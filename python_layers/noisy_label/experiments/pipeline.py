@@ -259,17 +259,19 @@ class Experiment(object):
         return target
 
     def relabel(self, stage: str, of: str) -> str:
-        """make relabel with stage `of`'s final model (threshold 0.5), unless done from it."""
+        """make relabel with stage `of`'s final model (threshold: the dataset's, else 0.5),
+        unless done from it."""
         from noisy_label.experiments import relabel
         summary = os.path.join(paths.db_dir(self.name, self.exp), stages.RELABEL_SUMMARY)
         final = self.final(of)
         if not os.path.exists(final):
             raise StageError("[%s] %s needs %s, which does not exist (run the %s stage)"
                              % (self.name, stage, final, of))
-        signature = {"start": manifest.content_signature(final), "threshold": 0.5}
+        threshold = datasets.get_dataset(self.name).relabel_threshold or 0.5
+        signature = {"start": manifest.content_signature(final), "threshold": threshold}
         if self.record(stage).up_to_date(signature, summary):
             return summary
-        print(relabel.format_summary(relabel.relabel(self, 0.5, self.gpu)))
+        print(relabel.format_summary(relabel.relabel(self, threshold, self.gpu)))
         self.record(stage).completed()
         return summary
 
