@@ -85,7 +85,7 @@ def main():
     args = parser_for(ds).parse_args()
     # Seed n has its own root (paths.seed_root); the raw data is shared.
     datasets.build(ds.name, exp=paths.seed_root(args.exp, args.seed),
-                   data_root=args.data_root or ds.data_root or paths.data_root(ds.name, args.exp),
+                   data_root=args.data_root or ds.raw_root(args.exp),
                    seed=args.seed, force=args.force, encoded=args.encoded, skip_bad=args.skip_bad,
                    **dataset_options(ds, args))
 

@@ -171,6 +171,11 @@ class Dataset(object):
     reference_accuracy = {}      # the original release's test accuracy by stage role
     reference_name = None        # the column title of those figures in reports
 
+    def raw_root(self, exp: Optional[str] = None) -> str:
+        """Where its raw data is read from: its own data_root, else <exp>/datasets/<name>
+        (exp: the experiment root, not a seed's)."""
+        return self.data_root or paths.data_root(self.name, exp)
+
     def option_defaults(self) -> Dict[str, Any]:
         """{option name: default} of the make lmdb options."""
         return {option.name: option.default for option in self.options}
@@ -409,7 +414,7 @@ def build(name: str, exp: Optional[str] = None, data_root: Optional[str] = None,
     exp : str, optional
         The experiment root (default: $EXP or exp/).
     data_root : str, optional
-        The raw data (default: the dataset's own data_root, else <exp>/datasets/<name>).
+        The raw data (default: Dataset.raw_root).
     seed : int
         Seed of the noise, splits and shuffles.
     force : bool
@@ -438,7 +443,7 @@ def build(name: str, exp: Optional[str] = None, data_root: Optional[str] = None,
     opts = ds.option_defaults()
     opts.update((k, v) for k, v in options.items() if v is not None)
     db_dir = paths.db_dir(name, exp)
-    data_root = data_root or ds.data_root or paths.data_root(name, exp)
+    data_root = data_root or ds.raw_root(exp)
     signature = dict(opts, dataset=name, seed=int(seed), encoded=bool(encoded),
                      skip_bad=bool(skip_bad))
     bad = []

@@ -7,6 +7,8 @@ from noisy_label.datasets.base import Option, register
 from noisy_label.datasets.key_lists import MAX_UPSAMPLE, KeyListDataset
 
 CAFFENET_URL = "http://dl.caffe.berkeleyvision.org/bvlc_reference_caffenet.caffemodel"
+
+
 @register
 class Clothing1M(KeyListDataset):
     name = "clothing1M"

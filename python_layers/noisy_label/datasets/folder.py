@@ -20,9 +20,10 @@ import re
 from typing import Optional
 
 from noisy_label import paths
+from noisy_label.core import thresholds
 from noisy_label.datasets import base
 from noisy_label.datasets.key_lists import MAX_UPSAMPLE, KeyListDataset
-from noisy_label.io import atomic, text_io
+from noisy_label.io import atomic, lmdb_io, text_io
 
 YAML = "dataset.yaml"
 TRAIN_STAGES = ("clean", "ntype", "noisy_label_loss_stage1", "noisy_label_loss_stage2")
@@ -87,8 +88,7 @@ class FolderDataset(KeyListDataset):
         self.name = name
         self.num_classes = config["num_classes"]
         self.tower = config["tower"]
-        self.data_root = os.path.join(here, config.get("data_root", "."))
-        self.data_root = os.path.normpath(self.data_root)
+        self.data_root = os.path.normpath(os.path.join(here, config.get("data_root", ".")))
         self.gray = bool(config.get("gray", False))
         self.resize = [int(v) for v in setting("resize")]
         self.options = (base.Option("upsample", float, float(config.get("upsample", 1.0)),
@@ -145,12 +145,11 @@ class FolderDataset(KeyListDataset):
         counts = {}
         for db in (paths.CLEAN_TRAIN, paths.CLEAN_VAL, paths.CLEAN_TEST, paths.NTYPE_TRAIN,
                    paths.NTYPE_VAL, paths.MIXED_IMAGES):
-            listed = os.path.join(db_dir, db + ".txt")
-            if not os.path.isfile(listed):
+            if not os.path.isdir(os.path.join(db_dir, db)):
                 raise ValueError("%s: no %s: run make lmdb DATASET=%s first (the prototxts of a "
                                  "dataset.yaml's dataset are sized by its records)"
-                                 % (db_dir, db + ".txt", self.name))
-            counts[db] = sum(1 for line in open(listed) if line.strip())
+                                 % (db_dir, db, self.name))
+            counts[db] = lmdb_io.count(os.path.join(db_dir, db))
         self.check_built_like(db_dir)
         ds = copy.copy(self)
         ds.record_counts = counts
@@ -168,18 +167,13 @@ class FolderDataset(KeyListDataset):
             raise ValueError("%s: %s" % (self.defined_in, e))
         return ds
 
-
     def check_built_like(self, db_dir: str) -> None:
         """ValueError when the LMDBs in db_dir were written with other image settings than
-        this yaml's (it changed after make lmdb)."""
-        import yaml
+        this yaml's (it changed after make lmdb): those of the copy make lmdb kept there."""
         built = os.path.join(db_dir, YAML)
         if not os.path.isfile(built):
             return
-        then = yaml.safe_load(open(built)) or {}
-        tower = TOWERS[then.get("tower", self.tower)]
-        then = {"resize": [int(v) for v in then.get("resize", tower["resize"])],
-                "gray": bool(then.get("gray", False))}
+        then = load(built, self.name).image_settings()
         changed = sorted(k for k, v in self.image_settings().items() if then[k] != v)
         if changed:
             raise ValueError("%s: %s changed since make lmdb wrote %s (%s there): run make lmdb "
@@ -301,7 +295,7 @@ def _check(key: str, value) -> Optional[str]:
         "schedules": lambda v: isinstance(v, dict) and all(
             s in TRAIN_STAGES and isinstance(f, dict) for s, f in v.items()),
         "weights": lambda v: v is None or isinstance(v, str),
-        "threshold": lambda v: _threshold_ok(v),
+        "threshold": _threshold_ok,
         "upsample": lambda v: number(v, least=0) and v <= MAX_UPSAMPLE,
         "data_root": lambda v: isinstance(v, str) and v != "",
     }[key]
@@ -309,14 +303,12 @@ def _check(key: str, value) -> Optional[str]:
 
 
 def _threshold_ok(value) -> bool:
-    text = str(value).strip()
-    if text == "auto":
-        return True
-    text = text[len("precision:"):] if text.startswith("precision:") else text
+    """Whether make relabel takes `value` as THRESHOLD."""
     try:
-        return 0.0 <= float(text) <= 1.0
+        thresholds.parse_threshold(value)
     except ValueError:
         return False
+    return True
 
 
 def find(name: str, exp: Optional[str] = None, data_root: Optional[str] = None,

@@ -39,8 +39,8 @@ def run(name: str, exp: Optional[str], seeds, gpu=None, settings=None, keep_snap
         print("== %s, seed %d (%s)" % (name, seed, root), flush=True)
         if not os.path.exists(os.path.join(paths.db_dir(name, root), paths.MANIFEST)):
             print("no LMDBs for seed %d yet: make lmdb DATASET=%s SEED=%d" % (seed, name, seed))
-            datasets.build(name, exp=root, seed=seed, data_root=data_root or datasets.get_dataset(
-                name).data_root or paths.data_root(name, exp))
+            datasets.build(name, exp=root, seed=seed,
+                           data_root=data_root or datasets.get_dataset(name).raw_root(exp))
         pipeline.Experiment(name, exp, gpu=gpu, seed=seed, settings=settings,
                             keep_snapshots=keep_snapshots).run(compare=True)
 

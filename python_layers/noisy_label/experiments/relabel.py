@@ -37,44 +37,12 @@ from google.protobuf import text_format
 
 from noisy_label import datasets, paths
 from noisy_label.core.noisy_loss import UNLABELLED
+from noisy_label.core.thresholds import parse_threshold
 from noisy_label.experiments import caffe_log, nets, stages
 from noisy_label.io import atomic, imageset, lmdb_io
 
 DEFAULT_THRESHOLD = "auto"
 FALLBACK_THRESHOLD = 0.5
-
-
-def _bad_threshold(text) -> ValueError:
-    return ValueError("THRESHOLD must be auto, a number in [0, 1] or precision:<p> with p in "
-                      "(0, 1], got %r" % (text,))
-
-
-def check_threshold(threshold) -> float:
-    """`threshold` as a float in [0, 1]; ValueError naming THRESHOLD otherwise (NaN included)."""
-    try:
-        value = float(threshold)
-    except (TypeError, ValueError):
-        raise _bad_threshold(threshold)
-    if not 0.0 <= value <= 1.0:
-        raise _bad_threshold(threshold)
-    return value
-
-
-def parse_threshold(text) -> tuple:
-    """("auto", None) | ("fixed", p) | ("precision", p) of THRESHOLD=auto|<p>|precision:<p>;
-    ValueError in one line naming THRESHOLD otherwise."""
-    text = str(text).strip()
-    if text == "auto":
-        return "auto", None
-    if text.startswith("precision:"):
-        try:
-            value = check_threshold(text.split(":", 1)[1])
-        except ValueError:
-            raise _bad_threshold(text)
-        if value == 0.0:
-            raise _bad_threshold(text)
-        return "precision", value
-    return "fixed", check_threshold(text)
 
 
 def flag_scores(p_correct: np.ndarray, wrong: np.ndarray, threshold: float) -> dict:
